@@ -89,3 +89,26 @@ def select_device(spec: str = "auto") -> torch.device:
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise BackboneError(f"train.device: {spec!r} asked for, but no CUDA device is available")
     return torch.device(spec)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a DET needs to know about a backbone."""
+
+    model_type: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+def backbone_shape(config) -> Shape:
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return Shape(config.model_type, config.num_hidden_layers, config.hidden_size, heads, kv_heads, head_dim)

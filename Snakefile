@@ -1,0 +1,24 @@
+# deltaspace: are delta-tuning methods different tunes of one low-dimensional subspace?
+#   snakemake --cores all                                  the embedded default (config.yaml)
+#   snakemake --cores all --configfile configs/tiny.yaml   another experiment
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# config.yaml is the default only: with --configfile, the named file alone is the experiment
+# (Snakemake would otherwise merge it into the default's keys).
+if not config:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train_det.smk"
+include: "workflow/rules/stack_deltas.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny random backbones built from a config (no download) and ../shared/tasks."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from deltaspace.config import load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.yaml"
+SHARED_TASKS = ROOT.parent / "shared" / "tasks"
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> dict:
+    """configs/tiny.yaml, validated and filled (a fresh copy per use: tests may change it)."""
+    return validate_config(load_config(TINY), ROOT)
+
+
+@pytest.fixture
+def tiny(tiny_config) -> dict:
+    return copy.deepcopy(tiny_config)
+
+
+def llama_backbone(cfg: dict) -> dict:
+    """A tiny random causal LM (grouped-query attention, no biases) in place of the tiny encoder."""
+    out = copy.deepcopy(cfg["backbone"])
+    out["kind"] = "causal"
+    out["architecture"] = {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 128,
+    }
+    return out

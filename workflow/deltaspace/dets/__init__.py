@@ -1,0 +1,40 @@
+"""Delta-tuning methods (DETs). A DET is a named set of trainable tensors on a frozen backbone.
+
+Each method is one small module with two functions:
+
+    attach(model, settings, kind) -> nn.Module
+        Add or unfreeze the method's tensors on the frozen `model` and return the module to call
+        (the model itself, or a wrapper such as a peft model). Afterwards exactly the DET's tensors
+        have requires_grad=True.
+    expected_count(model, settings, kind) -> int
+        The number of trainable entries the settings give on this (still bare) backbone.
+
+`settings` is the DET's validated config entry; `kind` is "encoder" or "causal".
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import adapter, bitfit, lora, prefix, prompt
+from .base import DETError
+
+__all__ = ["METHODS", "DETError", "attach", "expected_count"]
+
+METHODS = {"lora": lora, "adapter": adapter, "prefix": prefix, "prompt": prompt, "bitfit": bitfit}
+
+
+def attach(model: nn.Module, settings: dict, kind: str, seed: int) -> nn.Module:
+    """Attach the DET with its initial values drawn from `seed` (the same for every task)."""
+    method = METHODS[settings["method"]]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        wrapped = method.attach(model, settings, kind)
+    trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    if trainable == 0:
+        raise DETError(f"DET {settings['method']}: no trainable tensors on this backbone")
+    return wrapped
+
+
+def expected_count(model: nn.Module, settings: dict, kind: str) -> int:
+    return METHODS[settings["method"]].expected_count(model, settings, kind)

@@ -1,0 +1,68 @@
+"""Which Linear modules of a backbone a DET attaches to."""
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from .base import DETError
+
+# The usual places per model type, when a DET's `target_modules` is left out (null).
+# LoRA: peft-style names (a module whose name is, or ends in, the entry).
+LORA_TARGETS = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"],
+    "qwen2": ["q_proj", "v_proj"],
+    "gpt2": ["c_attn"],
+}
+# Houlsby adapters: after the attention output projection and after the feed-forward block
+# (regular expressions searched in the module name).
+ADAPTER_TARGETS = {
+    "bert": [r"attention\.output\.dense$", r"layer\.\d+\.output\.dense$"],
+    "roberta": [r"attention\.output\.dense$", r"layer\.\d+\.output\.dense$"],
+    "llama": [r"self_attn\.o_proj$", r"mlp\.down_proj$"],
+    "mistral": [r"self_attn\.o_proj$", r"mlp\.down_proj$"],
+    "qwen2": [r"self_attn\.o_proj$", r"mlp\.down_proj$"],
+}
+
+
+def targets(settings: dict, defaults: dict[str, list[str]], model_type: str) -> list[str]:
+    chosen = settings.get("target_modules") or defaults.get(model_type)
+    if not chosen:
+        raise DETError(
+            f"dets.{settings['method']}.target_modules: no default for model type {model_type!r}; "
+            f"list the module names to attach to (known defaults: {', '.join(sorted(defaults))})"
+        )
+    return list(chosen)
+
+
+def _out_in(module: nn.Module) -> tuple[int, int] | None:
+    if isinstance(module, nn.Linear):
+        return module.out_features, module.in_features
+    weight = getattr(module, "weight", None)  # transformers' Conv1D (GPT-2) stores (in, out)
+    if type(module).__name__ == "Conv1D" and weight is not None:
+        return weight.shape[1], weight.shape[0]
+    return None
+
+
+def match_linear(model: nn.Module, patterns: list[str], how: str) -> dict[str, tuple[int, int]]:
+    """name -> (out_features, in_features) of the Linear modules matched.
+
+    how="suffix": a name equal to an entry or ending in "." + entry (peft's rule); how="regex": re.search.
+    """
+    found = {}
+    for name, module in model.named_modules():
+        dims = _out_in(module)
+        if dims is None:
+            continue
+        if how == "suffix":
+            hit = any(name == p or name.endswith("." + p) for p in patterns)
+        else:
+            hit = any(re.search(p, name) for p in patterns)
+        if hit:
+            found[name] = dims
+    if not found:
+        raise DETError(f"target_modules {patterns} match no linear module of the backbone")
+    return found

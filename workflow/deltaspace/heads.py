@@ -1,0 +1,102 @@
+"""Classification without a trainable head: the DET's tensors are the whole solution.
+
+encoder: each label is scored by the cosine similarity of the pooled text embedding and the pooled
+         embedding of the label's name, over a temperature. Label names go through the same (tuned)
+         model, so the DET can move both.
+causal:  each label is scored by the log-probability of its first word token after the text and an
+         answer prefix.
+
+A method that prepends tokens inside the model (prompt tuning) makes the outputs longer than the input;
+the head then reads the last input-length positions.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+
+class HeadError(ValueError):
+    """The labels cannot be scored with this backbone."""
+
+
+class Classifier(nn.Module):
+    """The root module: backbone (with its DET attached) plus the label scoring rule."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        kind: str,
+        labels: Sequence[str],
+        *,
+        max_length: int = 128,
+        temperature: float = 0.05,
+        pooling: str = "mean",
+        answer_prefix: str = "\nAnswer:",
+    ):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.kind = kind
+        self.labels = list(labels)
+        self.max_length = max_length
+        self.temperature = temperature
+        self.pooling = pooling
+        self.suffix = tokenizer(answer_prefix, add_special_tokens=False)["input_ids"] if kind == "causal" else []
+        if kind == "causal":
+            first = [tokenizer(" " + name, add_special_tokens=False)["input_ids"][:1] for name in self.labels]
+            ids = [f[0] if f else None for f in first]
+            if None in ids or len(set(ids)) != len(ids):
+                raise HeadError(f"labels {self.labels}: their first word tokens are not distinct for this tokenizer")
+            self.register_buffer("label_token", torch.tensor(ids), persistent=False)
+        else:
+            enc = self.collate([self.encode_one(name) for name in self.labels])
+            self.register_buffer("label_ids", enc["input_ids"], persistent=False)
+            self.register_buffer("label_mask", enc["attention_mask"], persistent=False)
+
+    # -- tokenisation --------------------------------------------------------------------------
+    def encode_one(self, text: str, pair: str | None = None) -> list[int]:
+        """Token ids of one example, truncated to max_length (the causal answer prefix always kept)."""
+        budget = self.max_length - len(self.suffix)
+        ids = self.tokenizer(text, pair, truncation=True, max_length=budget)["input_ids"]
+        return ids + self.suffix
+
+    def encode(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None) -> list[list[int]]:
+        pairs = pairs if pairs is not None else [None] * len(texts)
+        return [self.encode_one(t, p if isinstance(p, str) else None) for t, p in zip(texts, pairs)]
+
+    def collate(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Right-pad a batch of id lists."""
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.as_tensor(s)
+            mask[i, : len(s)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = hidden[:, hidden.shape[1] - input_ids.shape[1] :]  # drop prepended soft tokens
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits of shape (batch, labels)."""
+        if self.kind == "causal":
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            shift = logits.shape[1] - input_ids.shape[1]
+            last = shift + attention_mask.sum(1) - 1
+            final = logits[torch.arange(len(last), device=last.device), last].float()
+            return F.log_softmax(final, dim=-1)[:, self.label_token]
+        text = F.normalize(self._pool(input_ids, attention_mask).float(), dim=-1)
+        label = F.normalize(self._pool(self.label_ids, self.label_mask).float(), dim=-1)
+        return text @ label.T / self.temperature

@@ -1,0 +1,43 @@
+"""Job logs: everything a stage prints goes to its log file as well as to the terminal."""
+from __future__ import annotations
+
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers.utils import logging as hf_logging
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self):
+        return False
+
+
+@contextmanager
+def logged(path):
+    """Copy stdout and stderr into `path`; an exception is written there in full before it propagates."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    hf_logging.disable_progress_bar()
+    with open(path, "w", buffering=1) as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield
+        except BaseException:
+            log.write(traceback.format_exc())
+            raise
+        finally:
+            sys.stdout, sys.stderr = out, err

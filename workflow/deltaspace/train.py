@@ -1,0 +1,182 @@
+"""Train one DET on one task with one seed; keep the checkpoint that is best on validation."""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .heads import Classifier
+
+BUCKET = 50  # batches per length-sorted bucket: less padding, still shuffled
+
+
+@dataclass
+class Split:
+    """A tokenised split: id lists and integer labels."""
+
+    ids: list[list[int]]
+    labels: np.ndarray
+
+    @classmethod
+    def of(cls, classifier: Classifier, frame) -> "Split":
+        pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
+        return cls(classifier.encode(frame["text"].tolist(), pairs), frame["label"].to_numpy(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Result:
+    init: dict[str, torch.Tensor]
+    best: dict[str, torch.Tensor]
+    metrics: list[dict] = field(default_factory=list)  # split, metric, value
+    history: list[dict] = field(default_factory=list)  # step, epoch, train_loss, validation accuracy
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def trainable(module: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in module.named_parameters() if p.requires_grad}
+
+
+def batches(split: Split, size: int, generator: torch.Generator | None) -> list[np.ndarray]:
+    """Index batches. With a generator: shuffled, and sorted by length within buckets of BUCKET batches."""
+    n = len(split)
+    if generator is None:
+        order = np.argsort([len(s) for s in split.ids], kind="stable")
+        return [order[i : i + size] for i in range(0, n, size)]
+    perm = torch.randperm(n, generator=generator).numpy()
+    out = []
+    for start in range(0, n, size * BUCKET):
+        chunk = perm[start : start + size * BUCKET]
+        chunk = chunk[np.argsort([len(split.ids[i]) for i in chunk], kind="stable")]
+        out += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
+
+
+def to_device(classifier: Classifier, split: Split, index: np.ndarray, device: torch.device):
+    enc = classifier.collate([split.ids[i] for i in index])
+    return {k: v.to(device) for k, v in enc.items()}, torch.as_tensor(split.labels[index], device=device)
+
+
+@torch.no_grad()
+def predict(classifier: Classifier, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
+    was_training = classifier.training
+    classifier.eval()
+    preds = np.empty(len(split), dtype=np.int64)
+    for index in batches(split, batch_size, None):
+        enc, _ = to_device(classifier, split, index, device)
+        with autocast(device):
+            preds[index] = classifier(**enc).argmax(-1).cpu().numpy()
+    classifier.train(was_training)
+    return preds
+
+
+def scores(preds: np.ndarray, labels: np.ndarray, n_labels: int, majority: int) -> dict[str, float]:
+    f1 = []
+    for c in range(n_labels):
+        tp = np.sum((preds == c) & (labels == c))
+        denom = np.sum(preds == c) + np.sum(labels == c)
+        f1.append(2 * tp / denom if denom else 0.0)
+    return {
+        "accuracy": float(np.mean(preds == labels)),
+        "macro_f1": float(np.mean(f1)),
+        "majority_accuracy": float(np.mean(labels == majority)),
+    }
+
+
+def train(
+    classifier: Classifier,
+    splits: dict[str, Split],
+    cfg: dict,
+    lr: float,
+    seed: int,
+    device: torch.device,
+    desc: str = "train",
+) -> Result:
+    """Train the classifier's trainable tensors (the DET's) on splits["train"].
+
+    cfg is the validated `train:` slice. Evaluates on validation evals_per_epoch times per epoch and
+    returns the best tensors with metrics on validation and test (and at initialisation on test).
+    """
+    torch.manual_seed(seed)  # dropout
+    generator = torch.Generator().manual_seed(seed)
+    classifier.to(device)
+    params = trainable(classifier)
+    init = {n: p.detach().cpu().clone() for n, p in params.items()}
+    n_labels = len(classifier.labels)
+    majority = int(np.bincount(splits["train"].labels, minlength=n_labels).argmax())
+    result = Result(init=init, best=init)
+
+    test_init = predict(classifier, splits["test"], cfg["eval_batch_size"], device)
+    result.metrics.append({"split": "test", "metric": "accuracy_at_init",
+                           "value": float(np.mean(test_init == splits["test"].labels))})
+
+    steps_per_epoch = math.ceil(len(splits["train"]) / cfg["batch_size"])
+    total = steps_per_epoch * cfg["epochs"]
+    warmup = int(cfg["warmup_ratio"] * total)
+    optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=cfg["weight_decay"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
+    )
+    eval_at = {round(steps_per_epoch * (i + 1) / cfg["evals_per_epoch"]) for i in range(cfg["evals_per_epoch"])}
+
+    best_acc, best_step, seen, train_seconds, step = -1.0, 0, 0, 0.0, 0
+    classifier.train()
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
+    for epoch in range(cfg["epochs"]):
+        running = []
+        for i, index in enumerate(batches(splits["train"], cfg["batch_size"], generator), start=1):
+            t0 = time.perf_counter()
+            enc, labels = to_device(classifier, splits["train"], index, device)
+            with autocast(device):
+                loss = F.cross_entropy(classifier(**enc).float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params.values(), cfg["max_grad_norm"])
+            optimizer.step()
+            schedule.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_seconds += time.perf_counter() - t0
+            seen += len(index)
+            step += 1
+            running.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", ex_s=f"{seen / train_seconds:.1f}", best=f"{best_acc:.3f}", refresh=False)
+            if i in eval_at:
+                acc = float(np.mean(predict(classifier, splits["validation"], cfg["eval_batch_size"], device)
+                                    == splits["validation"].labels))
+                result.history.append({"step": step, "epoch": epoch + i / steps_per_epoch,
+                                       "train_loss": float(np.mean(running)), "validation_accuracy": acc})
+                running = []
+                if acc > best_acc:
+                    best_acc, best_step = acc, step
+                    result.best = {n: p.detach().cpu().clone() for n, p in params.items()}
+    bar.close()
+
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(result.best[name].to(p.device))
+    for split in ("validation", "test"):
+        preds = predict(classifier, splits[split], cfg["eval_batch_size"], device)
+        for metric, value in scores(preds, splits[split].labels, n_labels, majority).items():
+            result.metrics.append({"split": split, "metric": metric, "value": value})
+    result.metrics += [
+        {"split": "train", "metric": "examples_per_s", "value": seen / train_seconds},
+        {"split": "train", "metric": "seconds", "value": train_seconds},
+        {"split": "train", "metric": "examples", "value": float(seen)},
+        {"split": "train", "metric": "best_step", "value": float(best_step)},
+        {"split": "train", "metric": "trainable_params", "value": float(sum(p.numel() for p in params.values()))},
+    ]
+    return result

@@ -1,0 +1,17 @@
+rule train_det:
+    """Train one DET on one task from one seed; keep the best validation checkpoint."""
+    output:
+        delta="results/dets/{det}/{task}/seed{seed}/delta.safetensors",
+        metrics="results/dets/{det}/{task}/seed{seed}/metrics.parquet",
+    log:
+        "results/logs/train_det/{det}/{task}/seed{seed}.log",
+    params:
+        backbone=CFG["backbone"],
+        data=CFG["data"],
+        train=TRAIN,
+        task=lambda wc: task_config(CFG, wc.task),
+        det=lambda wc: det_config(CFG, wc.det),
+        base_dir=workflow.basedir,
+    threads: workflow.cores
+    script:
+        "../scripts/train_det.py"

@@ -1,0 +1,12 @@
+"""Snakemake entry point of rule stack_deltas (a thin call into deltaspace.stages)."""
+from deltaspace.logs import logged
+from deltaspace.stages import stack_deltas
+
+with logged(snakemake.log[0]):
+    stack_deltas(
+        det_name=snakemake.wildcards.det,
+        deltas=list(snakemake.input.deltas),
+        metrics=list(snakemake.input.metrics),
+        stacked_path=snakemake.output.stacked,
+        index_path=snakemake.output.index,
+    )
