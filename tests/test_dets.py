@@ -1,7 +1,6 @@
 """Each DET: its tensors flatten and come back exactly, only they train, their count follows the config."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
@@ -9,7 +8,6 @@ import torch
 from deltaspace import dets
 from deltaspace.delta import Layout, LayoutError
 from deltaspace.heads import Classifier
-from deltaspace.models import load_backbone
 from deltaspace.stages import build_classifier
 
 from conftest import llama_backbone

@@ -10,8 +10,9 @@ import pytest
 import torch
 import yaml
 
+from deltaspace.delta import INIT, TRAINED
 from deltaspace.io import load_table, load_tensors
-from deltaspace.stages import read_delta
+from deltaspace.stack import read_delta
 
 from conftest import ROOT, TINY
 
@@ -58,8 +59,11 @@ def test_end_to_end_outputs(tiny_run, tiny_config):
             delta_file = results / "dets" / det / row.task / f"seed{row.seed}" / "delta.safetensors"
             layout, trained, init, dmeta = read_delta(delta_file)
             assert meta["layout"] == layout.to_json() and stacked["delta"].shape[1] == layout.size
-            # the row turns back into the DET's tensors exactly
-            assert torch.equal(stacked["delta"][row.row] + stacked["init"][row.row], trained)
+            # the row is trained minus initial, and the layout turns it back into the DET's tensors exactly
+            tensors, _ = load_tensors(delta_file)
+            for name, delta in layout.unflatten(stacked["delta"][row.row]).items():
+                assert torch.equal(delta, tensors[TRAINED + name] - tensors[INIT + name]), name
+            assert torch.equal(stacked["init"][row.row], init)
             assert dmeta["param_count"] == layout.size and dmeta["seed"] == row.seed
             assert dmeta["det_config"] == tiny_config["dets"][det] | {"method": det}
             assert not torch.equal(trained, init), f"{det}/{row.task} did not move"

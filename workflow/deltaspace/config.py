@@ -345,6 +345,19 @@ def _join(path: str, key: str) -> str:
 # --------------------------------------------------------------------------------- slices of a valid config
 
 
+def canonical(node: Any) -> Any:
+    """A copy with every mapping's keys in sorted order (lists keep theirs).
+
+    Snakemake's params rerun trigger compares the params' text, so the rules get canonical slices:
+    reordering keys in a config file then reruns nothing.
+    """
+    if isinstance(node, dict):
+        return {key: canonical(node[key]) for key in sorted(node)}
+    if isinstance(node, list):
+        return [canonical(item) for item in node]
+    return node
+
+
 def det_names(cfg: dict) -> list[str]:
     return list(cfg["dets"])
 

@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 
+# Key prefixes of a delta.safetensors: the best trained tensors and the tensors the DET started from.
+TRAINED, INIT = "trained/", "init/"
+
+
 class LayoutError(ValueError):
     """Tensors do not fit a layout."""
 

@@ -78,6 +78,9 @@ def load_backbone(cfg: dict) -> Backbone:
             attn_implementation="sdpa",
             dtype=torch.float32,
         )
+    if kind == "encoder" and getattr(model, "pooler", None) is not None:
+        # The head pools the hidden states itself; an unused pooler would put dead entries in BitFit's delta.
+        model.pooler = None
     model.requires_grad_(False)
     model.eval()
     return Backbone(model=model, tokenizer=tokenizer, kind=kind)

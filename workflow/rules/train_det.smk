@@ -12,6 +12,6 @@ rule train_det:
         task=lambda wc: task_config(CFG, wc.task),
         det=lambda wc: det_config(CFG, wc.det),
         base_dir=workflow.basedir,
-    threads: workflow.cores
+    threads: CFG["train"]["threads"] or workflow.cores
     script:
         "../scripts/train_det.py"

@@ -1,6 +1,6 @@
 """Snakemake entry point of rule stack_deltas (a thin call into deltaspace.stages)."""
 from deltaspace.logs import logged
-from deltaspace.stages import stack_deltas
+from deltaspace.stack import stack_deltas
 
 with logged(snakemake.log[0]):
     stack_deltas(

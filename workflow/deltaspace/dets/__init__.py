@@ -13,23 +13,30 @@ Each method is one small module with two functions:
 """
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import torch
 from torch import nn
 
-from . import adapter, bitfit, lora, prefix, prompt
+from ..config import DET_METHODS as METHODS
 from .base import DETError
 
-__all__ = ["METHODS", "DETError", "attach", "expected_count"]
+__all__ = ["METHODS", "DETError", "attach", "expected_count", "method"]
 
-METHODS = {"lora": lora, "adapter": adapter, "prefix": prefix, "prompt": prompt, "bitfit": bitfit}
+
+def method(name: str) -> ModuleType:
+    """The module of a method, imported on first use (peft alone takes seconds; a job needs one method)."""
+    if name not in METHODS:
+        raise DETError(f"unknown DET method {name!r} (known: {', '.join(METHODS)})")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def attach(model: nn.Module, settings: dict, kind: str, seed: int) -> nn.Module:
     """Attach the DET with its initial values drawn from `seed` (the same for every task)."""
-    method = METHODS[settings["method"]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        wrapped = method.attach(model, settings, kind)
+        wrapped = method(settings["method"]).attach(model, settings, kind)
     trainable = sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
     if trainable == 0:
         raise DETError(f"DET {settings['method']}: no trainable tensors on this backbone")
@@ -37,4 +44,4 @@ def attach(model: nn.Module, settings: dict, kind: str, seed: int) -> nn.Module:
 
 
 def expected_count(model: nn.Module, settings: dict, kind: str) -> int:
-    return METHODS[settings["method"]].expected_count(model, settings, kind)
+    return method(settings["method"]).expected_count(model, settings, kind)
