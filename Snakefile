@@ -1,9 +1,12 @@
 # deltaspace: are delta-tuning methods different tunes of one low-dimensional subspace?
 #   snakemake --cores all                                  the embedded default (config.yaml)
 #   snakemake --cores all --configfile configs/tiny.yaml   another experiment
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+sys.path.insert(0, f"{workflow.basedir}/workflow")  # the deltaspace library, also where it is not installed
 
 
 # config.yaml is the default only: with --configfile, the named file alone is the experiment

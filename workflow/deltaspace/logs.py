@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def logged(path):
     """Copy stdout and stderr into `path`; an exception is written there in full before it propagates."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()
+    # peft calls a transformers method that transformers 5 deprecates; nothing a user can act on.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     with open(path, "w", buffering=1) as log:
         out, err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)

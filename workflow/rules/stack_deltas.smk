@@ -12,5 +12,7 @@ rule stack_deltas:
         index="results/stacked/{det}.parquet",
     log:
         "results/logs/stack_deltas/{det}.log",
+    conda:
+        "../../envs/deltaspace.yaml"
     script:
         "../scripts/stack_deltas.py"

@@ -13,5 +13,7 @@ rule train_det:
         det=lambda wc: det_config(CFG, wc.det),
         base_dir=workflow.basedir,
     threads: CFG["train"]["threads"] or workflow.cores
+    conda:
+        "../../envs/deltaspace.yaml"
     script:
         "../scripts/train_det.py"

@@ -1,4 +1,8 @@
 """Snakemake entry point of rule stack_deltas (a thin call into deltaspace.stages)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
+
 from deltaspace.logs import logged
 from deltaspace.stack import stack_deltas
 

@@ -1,4 +1,8 @@
 """Snakemake entry point of rule train_det (a thin call into deltaspace.stages)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
+
 from deltaspace.logs import logged
 from deltaspace.stages import train_det
 
