@@ -135,3 +135,9 @@ def test_padding_does_not_change_scores(tiny):
         together = classifier(**batch(classifier))
         alone = torch.cat([classifier(**classifier.collate(classifier.encode([t]))) for t in TEXTS])
         torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+
+
+def test_empty_pair_is_no_pair(tiny):
+    classifier = classifier_for(tiny, "lora")
+    assert classifier.encode(["a film"], [""]) == classifier.encode(["a film"]) == classifier.encode(["a film"], [None])
+    assert len(classifier.encode(["a film"], ["a plot"])[0]) > len(classifier.encode(["a film"])[0])

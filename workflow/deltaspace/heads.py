@@ -66,8 +66,9 @@ class Classifier(nn.Module):
         return ids + self.suffix
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None) -> list[list[int]]:
+        """Token ids per example; a missing or empty pair (single-text tasks store "") is no pair at all."""
         pairs = pairs if pairs is not None else [None] * len(texts)
-        return [self.encode_one(t, p if isinstance(p, str) else None) for t, p in zip(texts, pairs)]
+        return [self.encode_one(t, p if isinstance(p, str) and p else None) for t, p in zip(texts, pairs)]
 
     def collate(self, seqs: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """Right-pad a batch of id lists."""
