@@ -12,19 +12,17 @@ from deltaspace.stack import stack_deltas
 
 def test_failed_write_leaves_nothing(tmp_path):
     target = tmp_path / "out" / "delta.safetensors"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half a file")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a file")
+        raise RuntimeError("killed")
     assert not target.exists() and list(target.parent.iterdir()) == []
 
 
 def test_failed_rewrite_keeps_the_old_file(tmp_path):
     target = tmp_path / "t.parquet"
     save_table(target, pd.DataFrame({"a": [1]}))
-    with pytest.raises(RuntimeError):
-        with atomic_path(target):
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target):
+        raise RuntimeError("killed")
     assert load_table(target).a.tolist() == [1]
 
 

@@ -35,7 +35,7 @@ def fails(cfg: dict, key: str, base_dir=ROOT) -> str:
     with pytest.raises(ConfigError) as info:
         validate_config(cfg, base_dir)
     message = str(info.value)
-    assert re.search(rf"^config: {re.escape(key)}(:| \()", message, re.M), message
+    assert re.search(rf"^config: {re.escape(key)}(:| \()", message, re.MULTILINE), message
     return message
 
 

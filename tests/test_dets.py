@@ -1,7 +1,6 @@
 """Each DET: its tensors flatten and come back exactly, only they train, their count follows the config."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 

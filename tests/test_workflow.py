@@ -26,7 +26,7 @@ def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.Complet
 def scheduled(result: subprocess.CompletedProcess) -> set[str]:
     """Outputs of the jobs a dry run would run (one per job: its first output)."""
     text = result.stdout + result.stderr
-    return set(re.findall(r"^\s*output: ([^,\s]+)", text, re.M))
+    return set(re.findall(r"^\s*output: ([^,\s]+)", text, re.MULTILINE))
 
 
 def tiny_with(tmp_path: Path, name: str, change) -> Path:

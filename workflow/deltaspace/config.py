@@ -10,9 +10,10 @@ import copy
 import difflib
 import importlib.metadata
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -32,7 +33,7 @@ class ConfigError(ValueError):
         self.errors = errors or []
 
     @classmethod
-    def from_errors(cls, errors: Iterable[tuple[str, str]]) -> "ConfigError":
+    def from_errors(cls, errors: Iterable[tuple[str, str]]) -> ConfigError:
         errors = sorted(set(errors))
         return cls("\n".join(_line(path, msg) for path, msg in errors), errors)
 

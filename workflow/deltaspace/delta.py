@@ -7,12 +7,11 @@ work on plain vectors and never touch method-specific code.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import nn
-
 
 # Key prefixes of a delta.safetensors: the best trained tensors and the tensors the DET started from.
 TRAINED, INIT = "trained/", "init/"
@@ -32,11 +31,11 @@ class Layout:
             raise LayoutError("layout: names must be unique and match the shapes one to one")
 
     @classmethod
-    def of(cls, tensors: Mapping[str, torch.Tensor]) -> "Layout":
+    def of(cls, tensors: Mapping[str, torch.Tensor]) -> Layout:
         return cls(tuple(tensors), tuple(tuple(t.shape) for t in tensors.values()))
 
     @classmethod
-    def of_trainable(cls, module: nn.Module) -> "Layout":
+    def of_trainable(cls, module: nn.Module) -> Layout:
         return cls.of({n: p for n, p in module.named_parameters() if p.requires_grad})
 
     @property
@@ -79,7 +78,7 @@ class Layout:
         return {"names": list(self.names), "shapes": [list(s) for s in self.shapes], "offsets": self.offsets}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "Layout":
+    def from_json(cls, data: Mapping) -> Layout:
         layout = cls(tuple(data["names"]), tuple(tuple(s) for s in data["shapes"]))
         if "offsets" in data and list(data["offsets"]) != layout.offsets:
             raise LayoutError("layout: recorded offsets do not follow from the shapes")

@@ -11,7 +11,7 @@ the head then reads the last input-length positions.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

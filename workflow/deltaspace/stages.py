@@ -19,7 +19,6 @@ from .tasks import load_task
 from .train import Split, train
 
 
-
 def build_classifier(backbone_cfg: dict, det_cfg: dict, labels: list[str], seed: int) -> tuple[Classifier, int]:
     """Backbone + DET (initialised from `seed`) + head; returns the classifier and the expected count."""
     backbone = load_backbone(backbone_cfg)
@@ -53,6 +52,7 @@ def train_det(
     threads: int | None = None,
 ) -> None:
     started = time.perf_counter()
+    device = select_device(train_cfg["device"])  # before anything slow: a missing GPU fails at once
     if threads:
         torch.set_num_threads(threads)
     task_data = load_task(task, data, Path(base_dir))
@@ -61,7 +61,6 @@ def train_det(
     if layout.size != expected:
         raise dets.DETError(f"dets.{det_name}: {layout.size} trainable entries, but the settings give {expected}")
     splits = {name: Split.of(classifier, frame) for name, frame in task_data.splits.items()}
-    device = select_device(train_cfg["device"])
     result = train(classifier, splits, train_cfg, det_cfg["lr"], seed, device, desc=f"{det_name}/{task['name']}/seed{seed}")
 
     tensors = {TRAINED + n: t for n, t in result.best.items()} | {INIT + n: t for n, t in result.init.items()}

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -118,7 +119,7 @@ def _is_text_labels(column: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
 
 
-def _label_names(task: Mapping, raw: dict[str, "_Raw"], found: list[str] | None) -> list[str]:
+def _label_names(task: Mapping, raw: dict[str, _Raw], found: list[str] | None) -> list[str]:
     """Names from the entry, else from a ClassLabel, else the sorted distinct strings of all splits."""
     if "labels" in task:
         return list(task["labels"])
@@ -144,7 +145,7 @@ def _agreed_names(task: Mapping, found: dict[str, list[str]], file: Any) -> list
     return list(distinct.pop()) if distinct else None
 
 
-def _label_ids(task: Mapping, part: "_Raw", names: list[str]) -> pd.Series:
+def _label_ids(task: Mapping, part: _Raw, names: list[str]) -> pd.Series:
     column = part.frame["label"]
     key = "label_column"
     if column.isna().any():
@@ -167,7 +168,7 @@ def _label_ids(task: Mapping, part: "_Raw", names: list[str]) -> pd.Series:
     return pd.Series(values.astype("int64"), index=column.index)
 
 
-def _text(task: Mapping, part: "_Raw", column: str, required: bool) -> pd.Series:
+def _text(task: Mapping, part: _Raw, column: str, required: bool) -> pd.Series:
     values = part.frame[column]
     key = COLUMN_KEYS[column]
     missing = values.isna().to_numpy()

@@ -24,7 +24,7 @@ class Split:
     labels: np.ndarray
 
     @classmethod
-    def of(cls, classifier: Classifier, frame) -> "Split":
+    def of(cls, classifier: Classifier, frame) -> Split:
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         return cls(classifier.encode(frame["text"].tolist(), pairs), frame["label"].to_numpy(np.int64))
 
