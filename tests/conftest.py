@@ -10,7 +10,6 @@ from deltaspace.config import load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.yaml"
-SHARED_TASKS = ROOT.parent / "shared" / "tasks"
 
 
 @pytest.fixture(scope="session")

@@ -46,8 +46,9 @@ class Classifier(nn.Module):
         self.max_length = max_length
         self.temperature = temperature
         self.pooling = pooling
-        self.suffix = tokenizer(answer_prefix, add_special_tokens=False)["input_ids"] if kind == "causal" else []
+        self.suffix = []
         if kind == "causal":
+            self.suffix = tokenizer(answer_prefix, add_special_tokens=False)["input_ids"]
             first = [tokenizer(" " + name, add_special_tokens=False)["input_ids"][:1] for name in self.labels]
             ids = [f[0] if f else None for f in first]
             if None in ids or len(set(ids)) != len(ids):
@@ -90,8 +91,18 @@ class Classifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits of shape (batch, labels)."""
+    def label_embeddings(self) -> torch.Tensor:
+        """Unit-length pooled embeddings of the label names (encoder), one row per label."""
+        return F.normalize(self._pool(self.label_ids, self.label_mask).float(), dim=-1)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, label_embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits of shape (batch, labels).
+
+        label_embeddings: the encoder's label_embeddings(), when the caller holds them for unchanged DET
+        tensors (evaluation); by default they are computed here, so that training moves them too.
+        """
         if self.kind == "causal":
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
             shift = logits.shape[1] - input_ids.shape[1]
@@ -99,5 +110,5 @@ class Classifier(nn.Module):
             final = logits[torch.arange(len(last), device=last.device), last].float()
             return F.log_softmax(final, dim=-1)[:, self.label_token]
         text = F.normalize(self._pool(input_ids, attention_mask).float(), dim=-1)
-        label = F.normalize(self._pool(self.label_ids, self.label_mask).float(), dim=-1)
+        label = self.label_embeddings() if label_embeddings is None else label_embeddings
         return text @ label.T / self.temperature

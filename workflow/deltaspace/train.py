@@ -74,10 +74,12 @@ def predict(classifier: Classifier, split: Split, batch_size: int, device: torch
     was_training = classifier.training
     classifier.eval()
     preds = np.empty(len(split), dtype=np.int64)
-    for index in batches(split, batch_size, None):
-        enc, _ = to_device(classifier, split, index, device)
-        with autocast(device):
-            preds[index] = classifier(**enc).argmax(-1).cpu().numpy()
+    with autocast(device):
+        # the DET is fixed while predicting: encode the label names once, not once per batch
+        labels = classifier.label_embeddings() if classifier.kind == "encoder" else None
+        for index in batches(split, batch_size, None):
+            enc, _ = to_device(classifier, split, index, device)
+            preds[index] = classifier(**enc, label_embeddings=labels).argmax(-1).cpu().numpy()
     classifier.train(was_training)
     return preds
 
@@ -131,7 +133,7 @@ def train(
     )
     eval_at = {round(steps_per_epoch * (i + 1) / cfg["evals_per_epoch"]) for i in range(cfg["evals_per_epoch"])}
 
-    best_acc, best_step, seen, train_seconds, step = -1.0, 0, 0, 0.0, 0
+    best_acc, best_step, best_preds, seen, train_seconds, step = -1.0, 0, None, 0, 0.0, 0
     classifier.train()
     bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
     for epoch in range(cfg["epochs"]):
@@ -155,21 +157,22 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", ex_s=f"{seen / train_seconds:.1f}", best=f"{best_acc:.3f}", refresh=False)
             if i in eval_at:
-                acc = float(np.mean(predict(classifier, splits["validation"], cfg["eval_batch_size"], device)
-                                    == splits["validation"].labels))
+                preds = predict(classifier, splits["validation"], cfg["eval_batch_size"], device)
+                acc = float(np.mean(preds == splits["validation"].labels))
                 result.history.append({"step": step, "epoch": epoch + i / steps_per_epoch,
                                        "train_loss": float(np.mean(running)), "validation_accuracy": acc})
                 running = []
                 if acc > best_acc:
-                    best_acc, best_step = acc, step
+                    best_acc, best_step, best_preds = acc, step, preds
                     result.best = {n: p.detach().cpu().clone() for n, p in params.items()}
     bar.close()
 
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(result.best[name].to(p.device))
-    for split in ("validation", "test"):
-        preds = predict(classifier, splits[split], cfg["eval_batch_size"], device)
+    # validation predictions of the best checkpoint are the ones made when it was found
+    final = {"validation": best_preds, "test": predict(classifier, splits["test"], cfg["eval_batch_size"], device)}
+    for split, preds in final.items():
         for metric, value in scores(preds, splits[split].labels, n_labels, majority).items():
             result.metrics.append({"split": split, "metric": metric, "value": value})
     result.metrics += [
