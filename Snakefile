@@ -19,6 +19,8 @@ if not config:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train_det.smk"
 include: "workflow/rules/stack_deltas.smk"
+include: "workflow/rules/subspace.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

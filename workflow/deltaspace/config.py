@@ -99,6 +99,8 @@ def validate_config(cfg: dict, base_dir) -> dict:
     errors += _duplicate_task_names(filled.get("tasks"))
     errors += _fraction_sum(filled.get("data"))
     errors += _missing_packages(filled.get("backbone"))
+    if not errors:
+        errors += _subspace_errors(filled)
     if errors:
         raise ConfigError.from_errors(errors)
     # Reading the task data is the slow part, so it only runs on a config whose shape is right.
@@ -173,6 +175,33 @@ def _fraction_sum(data: Any) -> list[tuple[str, str]]:
         return [("data.test_fraction", f"validation_fraction + test_fraction must be below 1, "
                                        f"got {fractions[0]} + {fractions[1]}")]
     return []
+
+
+def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
+    """Cross-checks of subspace: and landscape: against the tasks, seeds and DETs (after the schema)."""
+    errors = []
+    tasks, dets, seeds = task_names(cfg), det_names(cfg), cfg["train"]["seeds"]
+    sub, land = cfg["subspace"], cfg["landscape"]
+    for key, names, known in [("subspace.held_out", sub["held_out"], tasks), ("subspace.tasks", sub["tasks"], tasks),
+                              ("landscape.tasks", land["tasks"], tasks), ("landscape.dets", land["dets"], dets)]:
+        unknown = [n for n in names or [] if n not in known]
+        if unknown:
+            errors.append((key, f"{', '.join(map(repr, unknown))} not in the config (known: {', '.join(known)})"))
+    unknown = [s for s in sub["seeds"] or [] if s not in seeds]
+    if unknown:
+        errors.append(("subspace.seeds", f"{unknown} are not train.seeds {seeds}: each needs its original-space run"))
+    building = [t for t in tasks if t not in sub["held_out"]]
+    rows = len(building) * len(seeds)
+    if not building:
+        errors.append(("subspace.held_out", "every task is held out: at least one task must build the subspace"))
+    elif max(sub["dims"]) > rows - 1:
+        errors.append(("subspace.dims", f"{max(sub['dims'])} is too large: {len(building)} tasks x {len(seeds)} seeds "
+                       f"= {rows} solutions per DET span at most {rows - 1} directions around their mean"))
+    optimised = sub["tasks"] or tasks
+    outside = [t for t in landscape_tasks(cfg) if t not in optimised]
+    if land["enabled"] and outside:
+        errors.append(("landscape.tasks", f"{', '.join(outside)} not optimised in the subspace (subspace.tasks)"))
+    return errors
 
 
 def _missing_packages(backbone: Any) -> list[tuple[str, str]]:
@@ -380,6 +409,17 @@ def task_config(cfg: dict, task: str) -> dict:
         if entry["name"] == task:
             return copy.deepcopy(entry)
     raise ConfigError(_line("tasks", f"no task named {task!r} (known: {', '.join(task_names(cfg))})"))
+
+
+def landscape_tasks(cfg: dict) -> list[str]:
+    """Tasks swept by the landscape stage: as configured, else the held-out tasks, else every task."""
+    land = cfg["landscape"]
+    return list(land["tasks"] or cfg["subspace"]["held_out"] or task_names(cfg))
+
+
+def landscape_dets(cfg: dict) -> list[str]:
+    """The DETs whose solutions span the landscape's plane: as configured, else the first three."""
+    return list(cfg["landscape"]["dets"] or det_names(cfg)[:3])
 
 
 def train_slice(cfg: dict) -> dict:

@@ -1,12 +1,24 @@
 # Validate the config before any job is scheduled, and derive the target lists from it.
 import sys
 
-from deltaspace.config import ConfigError, canonical, det_config, det_names, task_config, task_names, validate_config
+from deltaspace.config import (
+    ConfigError,
+    canonical,
+    det_config,
+    det_names,
+    landscape_dets,
+    landscape_tasks,
+    task_config,
+    task_names,
+    validate_config,
+)
 
 try:
-    CFG = canonical(validate_config(config, workflow.basedir))
+    VALID = validate_config(config, workflow.basedir)
 except ConfigError as exc:
     sys.exit(f"deltaspace: the config is not valid, nothing was run:\n{exc}")
+# Params get dicts with sorted keys, so that key order in a config file never triggers a rerun.
+CFG = canonical(VALID)
 
 DETS = det_names(CFG)
 TASKS = task_names(CFG)
@@ -14,13 +26,53 @@ SEEDS = CFG["train"]["seeds"]
 # Which seeds exist decides which jobs exist, and threads how fast they run, not what a job computes:
 # both stay out of train's params, so changing them reruns nothing.
 TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds", "threads")}
+THREADS = CFG["train"]["threads"] or workflow.cores
+
+SUB = CFG["subspace"]
+SPACES = [f"{method}-d{dim}" for method in SUB["methods"] for dim in SUB["dims"]]
+OPT_TASKS = SUB["tasks"] or TASKS
+OPT_SEEDS = SUB["seeds"] or SEEDS
+# The subspace stages evaluate with train's batch size on train's device.
+OPTIMIZE = SUB["optimize"] | {"device": CFG["train"]["device"]}
+EVAL = {"eval_batch_size": CFG["train"]["eval_batch_size"], "device": CFG["train"]["device"]}
+
+LAND = CFG["landscape"]
+LAND_DETS = landscape_dets(VALID)  # config order: "the first three DETs" as written
+LAND_TASKS = landscape_tasks(CFG)
+LAND_SEED = OPT_SEEDS[0]
+# A plane needs two solutions and two dimensions.
+LAND_SPACES = [s for s in SPACES if int(s.split("-d")[1]) >= 2] if LAND["enabled"] and len(LAND_DETS) >= 2 else []
 
 
 wildcard_constraints:
     det="|".join(DETS),
     task="|".join(TASKS),
     seed=r"\d+",
+    method="|".join(SUB["methods"]),
+    dim=r"\d+",
+    space=r"[a-z]+-d\d+",
+
+
+def per_run(kind):
+    """One DET's train_det outputs of a kind, over every task and seed."""
+    return lambda wc: expand(f"results/dets/{wc.det}/{{task}}/seed{{seed}}/{kind}", task=TASKS, seed=SEEDS)
+
+
+def codes_of(dets, seed=None):
+    """The optimised codes of these DETs for the job's space and task (and seed, unless given)."""
+    return lambda wc: expand(
+        "results/optimized/{space}/{det}/{task}/seed{seed}/z.safetensors",
+        space=wc.space, det=dets, task=wc.task, seed=wc.seed if seed is None else seed,
+    )
+
+
+REPORT = {
+    "tables": [f"results/report/{name}.{ext}" for name in ("subspace", "transfer", "landscape", "reconstruction")
+               for ext in ("parquet", "md")],
+    "plots": ["results/report/relative.png", "results/report/dims.png"],
+    "index": ["results/report/index.md", "results/report/index.html"],
+}
 
 
 def all_targets():
-    return expand("results/stacked/{det}.{ext}", det=DETS, ext=["safetensors", "parquet"])
+    return [*REPORT["tables"], *REPORT["plots"], *REPORT["index"]]

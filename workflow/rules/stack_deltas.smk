@@ -1,12 +1,8 @@
-def _per_run(kind):
-    return lambda wc: expand(f"results/dets/{wc.det}/{{task}}/seed{{seed}}/{kind}", task=TASKS, seed=SEEDS)
-
-
 rule stack_deltas:
     """One float32 row per (task, seed): the DET's trained minus initial tensors, with their layout."""
     input:
-        deltas=_per_run("delta.safetensors"),
-        metrics=_per_run("metrics.parquet"),
+        deltas=per_run("delta.safetensors"),
+        metrics=per_run("metrics.parquet"),
     output:
         stacked="results/stacked/{det}.safetensors",
         index="results/stacked/{det}.parquet",

@@ -1,0 +1,180 @@
+"""The joint decomposition on planted structure, and classifiers whose DET tensors are decoded from a code."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deltaspace import subspace as subspace_module
+from deltaspace.delta import Layout
+from deltaspace.stages import build_classifier
+from deltaspace.subspace import Decoded, SubspaceError, decompose
+
+SIZES = {"lora": 600, "adapter": 450, "prefix": 80}
+
+
+def planted(rows=12, dim=3, noise=1e-4, seed=0, scales=None):
+    """Stacks b + A W^T + noise from one shared code matrix A (rows x dim); per DET its own W and scale."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randn(rows, dim, generator=g, dtype=torch.float64)
+    stacks, bases = {}, {}
+    for det, size in SIZES.items():
+        scale = (scales or {}).get(det, 1.0)
+        bases[det] = torch.randn(size, dim, generator=g, dtype=torch.float64)
+        mean = torch.randn(size, generator=g, dtype=torch.float64)
+        clean = mean + codes @ bases[det].T
+        stacks[det] = (scale * (clean + noise * torch.randn(rows, size, generator=g, dtype=torch.float64))).float()
+    return stacks, codes, bases
+
+
+def principal_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    qa, _ = torch.linalg.qr(a.double())
+    qb, _ = torch.linalg.qr(b.double())
+    return torch.linalg.svdvals(qa.T @ qb)
+
+
+def test_svd_recovers_a_planted_subspace_and_its_codes():
+    stacks, codes, bases = planted()
+    space = decompose(stacks, 3)
+    assert space.dets == list(SIZES) and space.codes.shape == (12, 3)
+    for det, basis in bases.items():
+        assert space.projections[det].shape == (SIZES[det], 3) and space.offsets[det].shape == (SIZES[det],)
+        # principal angles between the recovered and the planted column spaces are all near zero
+        assert principal_cosines(space.projections[det], basis).min() > 0.9999, det
+    # the codes equal the planted ones (centred) up to an invertible linear map
+    centred = codes - codes.mean(0)
+    fit = torch.linalg.lstsq(centred, space.codes.double()).solution
+    assert torch.allclose(centred @ fit, space.codes.double(), atol=1e-3)
+    assert torch.linalg.cond(fit) < 1e3
+    # whitened codes: mean 0, unit variance, uncorrelated
+    assert torch.allclose(space.codes.mean(0), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(space.codes.T @ space.codes / 12, torch.eye(3), atol=1e-4)
+    assert space.explained.sum() > 0.999 and torch.all(space.singular_values[:-1] >= space.singular_values[1:])
+
+
+def test_decoding_codes_rebuilds_the_solutions():
+    stacks, _, _ = planted(noise=1e-4)
+    space = decompose(stacks, 3)
+    for det, stack in stacks.items():
+        rebuilt = space.decode(det, space.codes)
+        assert (rebuilt - stack).norm() / stack.norm() < 1e-3
+        # decode(encode(x)) reconstructs one training delta
+        one = stack[5]
+        assert (space.decode(det, space.encode(det, one)) - one).norm() / one.norm() < 1e-3
+        assert torch.allclose(space.encode(det, stack), space.codes, atol=1e-2)
+
+
+def test_every_det_weighs_the_same_whatever_its_scale():
+    stacks, _, _ = planted(noise=0.05)
+    scaled, _, _ = planted(noise=0.05, scales={"lora": 1000.0, "prefix": 1e-3})
+    a, b = decompose(stacks, 2), decompose(scaled, 2)
+    assert torch.allclose(a.codes, b.codes, atol=1e-3)
+    assert torch.allclose(b.projections["lora"], 1000.0 * a.projections["lora"], rtol=1e-3, atol=1e-3)
+
+
+def test_chunked_reading_gives_the_same_subspace(monkeypatch):
+    stacks, _, _ = planted(noise=0.1)
+    whole = decompose(stacks, 2)
+    monkeypatch.setattr(subspace_module, "_CHUNK", 7)
+    chunked = decompose(stacks, 2)
+    assert torch.allclose(whole.codes, chunked.codes, atol=1e-5)
+    for det in stacks:
+        assert torch.allclose(whole.projections[det], chunked.projections[det], atol=1e-5)
+
+
+def test_truncation_keeps_the_strongest_directions():
+    stacks, _, bases = planted(noise=1e-6)
+    # make direction 0 dominate in every DET: a 1-d subspace must find it
+    g = torch.Generator().manual_seed(1)
+    strong = torch.randn(12, 1, generator=g, dtype=torch.float64) * 100
+    stacks = {det: (s.double() + strong @ bases[det][:, :1].T).float() for det, s in stacks.items()}
+    space = decompose(stacks, 1)
+    for det, basis in bases.items():
+        assert principal_cosines(space.projections[det], basis[:, :1]).min() > 0.999
+
+
+@pytest.mark.parametrize(
+    ("stacks", "dim", "message"),
+    [
+        ({"a": torch.randn(4, 5), "b": torch.randn(4, 3)}, 4, "span at most 3 directions"),
+        ({"a": torch.randn(4, 5), "b": torch.randn(5, 3)}, 2, "same rows"),
+        ({"a": torch.randn(4, 5), "b": torch.ones(4, 3)}, 2, "b: its 4 solutions are all equal"),
+        ({"a": torch.randn(4)}, 1, "rows x entries"),
+        ({}, 1, "no stacks"),
+        ({"a": torch.randn(4, 5)}, 0, "use 1 <= dim <= 3"),
+    ],
+)
+def test_bad_stacks_are_named(stacks, dim, message):
+    with pytest.raises(SubspaceError, match=message):
+        decompose(stacks, dim)
+
+
+def test_unknown_method_and_bad_codes_are_named():
+    stacks, _, _ = planted()
+    with pytest.raises(SubspaceError, match="unknown decomposition method 'pca'"):
+        decompose(stacks, 2, method="pca")
+    space = decompose(stacks, 2)
+    with pytest.raises(SubspaceError, match="2 entries"):
+        space.decode("lora", torch.zeros(3))
+    with pytest.raises(SubspaceError, match="no DET 'bitfit'"):
+        space.decode("bitfit", torch.zeros(2))
+    with pytest.raises(SubspaceError, match="lora: a delta has 600 entries"):
+        space.encode("lora", torch.zeros(5))
+
+
+# -- decoded classifiers on tiny random backbones -----------------------------------------------------------
+def decoded_model(tiny, det: str, dim: int = 3, seed: int = 0) -> tuple[Decoded, torch.nn.Module, Layout]:
+    classifier, _ = build_classifier(tiny["backbone"], tiny["dets"][det], ["negative", "positive"], seed)
+    layout = Layout.of_trainable(classifier)
+    init = layout.flatten({n: p for n, p in classifier.named_parameters() if p.requires_grad})
+    g = torch.Generator().manual_seed(seed)
+    projection = torch.randn(layout.size, dim, generator=g) * 0.05
+    offset = torch.randn(layout.size, generator=g) * 0.01
+    z = torch.randn(dim, generator=g)
+    return Decoded(classifier, layout, projection, offset, init, z), classifier, layout
+
+
+def batch(model):
+    enc = model.collate(model.encode(["a fine film", "dull and far too long", "it works"]))
+    return enc["input_ids"], enc["attention_mask"]
+
+
+DETS = ["lora", "adapter", "prefix", "prompt", "bitfit"]
+
+
+@pytest.mark.parametrize("det", DETS)
+def test_gradients_reach_the_code_through_the_frozen_model(tiny, det):
+    model, classifier, layout = decoded_model(tiny, det)
+    before = {n: p.detach().clone() for n, p in classifier.named_parameters()}
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["z"]
+    logits = model(*batch(model))
+    F.cross_entropy(logits, torch.tensor([1, 0, 1])).backward()
+    assert model.z.grad is not None and model.z.grad.abs().sum() > 0
+    assert all(p.grad is None for p in classifier.parameters())
+    torch.optim.SGD([model.z], lr=1.0).step()
+    # nothing of the model itself changed: the decoded tensors were only handed to it
+    assert all(torch.equal(p, before[n]) for n, p in classifier.named_parameters())
+
+
+@pytest.mark.parametrize("det", DETS)
+def test_decoded_tensors_have_the_det_shapes_and_act_like_loaded_ones(tiny, det):
+    model, classifier, layout = decoded_model(tiny, det)
+    tensors = model.tensors()
+    params = dict(classifier.named_parameters())
+    assert list(tensors) == list(layout.names)
+    assert all(tuple(t.shape) == tuple(params[n].shape) for n, t in tensors.items())
+    model.eval()
+    with torch.no_grad():
+        functional = model(*batch(model))
+        labels = model.label_embeddings()
+        for name, t in tensors.items():  # the same values loaded into the model the ordinary way
+            params[name].copy_(t)
+        assert torch.allclose(functional, classifier(*batch(model)), atol=1e-5)
+        assert torch.allclose(labels, classifier.label_embeddings(), atol=1e-5)
+
+
+def test_a_projection_that_does_not_fit_the_det_is_refused(tiny):
+    classifier, _ = build_classifier(tiny["backbone"], tiny["dets"]["lora"], ["a", "b"], 0)
+    layout = Layout.of_trainable(classifier)
+    with pytest.raises(SubspaceError, match="do not fit"):
+        Decoded(classifier, layout, torch.zeros(layout.size + 1, 2), torch.zeros(layout.size), torch.zeros(layout.size))

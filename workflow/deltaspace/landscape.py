@@ -1,0 +1,83 @@
+"""The landscape of a subspace: a square grid on the plane through the codes that several DETs found."""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from .io import atomic_path
+from .subspace import SubspaceError
+
+
+def plane(solutions: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origin (dim,) and two orthonormal axes (2 x dim) of the plane through 2 or 3 codes (rows).
+
+    Three codes span their own plane. Two span a line, completed by the subspace's first principal direction
+    (the first code coordinate); degenerate directions (equal or collinear codes) fall back to the next
+    principal direction.
+    """
+    if dim < 2:
+        raise SubspaceError(f"a landscape needs a plane: the subspace has {dim} dimension(s)")
+    if solutions.dim() != 2 or solutions.shape[0] not in (2, 3) or solutions.shape[1] != dim:
+        raise SubspaceError(f"a landscape needs 2 or 3 codes of {dim} entries; got shape {tuple(solutions.shape)}")
+    solutions = solutions.double()
+    candidates = [solutions[i] - solutions[0] for i in range(1, len(solutions))] + list(torch.eye(dim).double())
+    scale = max(float(solutions.norm(dim=1).max()), 1.0)
+    axes = []
+    for c in candidates:
+        for axis in axes:
+            c = c - (c @ axis) * axis
+        if c.norm() > 1e-6 * scale:
+            axes.append(c / c.norm())
+        if len(axes) == 2:
+            break
+    return solutions.mean(0).float(), torch.stack(axes).float()
+
+
+def square_grid(coords: torch.Tensor, points: int, margin: float) -> tuple[list[float], list[float]]:
+    """Axis values of a square grid centred on the solutions' plane coordinates (rows of (a, b))."""
+    low, high = coords.min(0).values, coords.max(0).values
+    span = float((high - low).max()) or 1.0
+    half = span * (0.5 + margin)
+    centre = (low + high) / 2
+    values = [torch.linspace(float(c) - half, float(c) + half, points).tolist() for c in centre]
+    return values[0], values[1]
+
+
+def shares(frame: pd.DataFrame, threshold: float, reference: dict[str, float] | None = None,
+           metric: str = "accuracy") -> float:
+    """Share of grid points where every DET reaches `threshold` x its reference (default: its best on the grid)."""
+    values = frame[frame.metric == metric].pivot_table(index=["a", "b"], columns="det", values="value")
+    ref = values.max() if reference is None else pd.Series(reference)[values.columns]
+    return float((values >= threshold * ref).all(axis=1).mean())
+
+
+def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: str, threshold: float,
+                   metric: str = "accuracy") -> None:
+    """One heatmap per DET, the solutions marked, the region within `threshold` of the DET's best outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = frame[frame.metric == metric]
+    dets = list(dict.fromkeys(data.det))
+    fig, axes = plt.subplots(1, len(dets), figsize=(3.6 * len(dets) + 0.8, 3.6), squeeze=False, sharey=True)
+    low, high = data.value.min(), data.value.max()
+    for ax, det in zip(axes[0], dets):
+        grid = data[data.det == det].pivot_table(index="b", columns="a", values="value")
+        a, b = grid.columns.to_numpy(), grid.index.to_numpy()
+        image = ax.pcolormesh(a, b, grid.to_numpy(), shading="nearest", cmap="viridis", vmin=low, vmax=high)
+        if grid.to_numpy().max() > grid.to_numpy().min():
+            ax.contour(a, b, grid.to_numpy(), levels=[threshold * grid.to_numpy().max()], colors="white",
+                       linewidths=1.2)
+        for row in solutions.itertuples():
+            ax.plot(row.a, row.b, marker="o", markersize=7, markerfacecolor="white", markeredgecolor="black")
+            ax.annotate(row.det, (row.a, row.b), textcoords="offset points", xytext=(5, 5), fontsize=8, color="white")
+        ax.set_title(det)
+        ax.set_xlabel("a")
+    axes[0][0].set_ylabel("b")
+    fig.colorbar(image, ax=list(axes[0]), label=f"test {metric}")
+    fig.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)

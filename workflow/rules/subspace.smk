@@ -1,0 +1,96 @@
+rule decompose:
+    """Jointly decompose the seen solutions of every DET into one subspace of `dim` dimensions."""
+    input:
+        stacked=expand("results/stacked/{det}.safetensors", det=DETS),
+        index=expand("results/stacked/{det}.parquet", det=DETS),
+    output:
+        projections="results/subspace/{method}-d{dim}/projections.safetensors",
+        codes="results/subspace/{method}-d{dim}/codes.parquet",
+        reconstruction="results/subspace/{method}-d{dim}/reconstruction.parquet",
+    log:
+        "results/logs/decompose/{method}-d{dim}.log",
+    params:
+        held_out=SUB["held_out"],
+        dets=DETS,
+    conda:
+        "../../envs/deltaspace.yaml"
+    script:
+        "../scripts/decompose.py"
+
+
+rule optimize_subspace:
+    """Train only the code z (dim numbers) of one DET in the subspace on one task."""
+    input:
+        space="results/subspace/{space}/projections.safetensors",
+    output:
+        z="results/optimized/{space}/{det}/{task}/seed{seed}/z.safetensors",
+        metrics="results/optimized/{space}/{det}/{task}/seed{seed}/metrics.parquet",
+    log:
+        "results/logs/optimize_subspace/{space}/{det}/{task}/seed{seed}.log",
+    params:
+        backbone=CFG["backbone"],
+        data=CFG["data"],
+        task=lambda wc: task_config(CFG, wc.task),
+        optimize=OPTIMIZE,
+        base_dir=workflow.basedir,
+    threads: THREADS
+    conda:
+        "../../envs/deltaspace.yaml"
+    script:
+        "../scripts/optimize_subspace.py"
+
+
+rule transfer:
+    """Each DET's code decoded with every DET's projection, evaluated on the task without more training."""
+    input:
+        space="results/subspace/{space}/projections.safetensors",
+        z=codes_of(DETS),
+    output:
+        "results/transfer/{space}/{task}/seed{seed}.parquet",
+    log:
+        "results/logs/transfer/{space}/{task}/seed{seed}.log",
+    params:
+        backbone=CFG["backbone"],
+        data=CFG["data"],
+        task=lambda wc: task_config(CFG, wc.task),
+        eval=EVAL,
+        dets=DETS,
+        base_dir=workflow.basedir,
+    threads: THREADS
+    conda:
+        "../../envs/deltaspace.yaml"
+    script:
+        "../scripts/transfer.py"
+
+
+rule landscape:
+    """Every DET on a square grid over the plane through two or three DETs' codes for one task."""
+    input:
+        space="results/subspace/{space}/projections.safetensors",
+        z=codes_of(LAND_DETS, seed=LAND_SEED),
+    output:
+        table="results/landscape/{space}/{task}.parquet",
+        solutions="results/landscape/{space}/{task}.solutions.parquet",
+        plot=report(
+            "results/landscape/{space}/{task}.png",
+            caption="../report/landscape.rst",
+            category="Landscape",
+            subcategory="{space}",
+            labels={"task": "{task}", "subspace": "{space}"},
+        ),
+    log:
+        "results/logs/landscape/{space}/{task}.log",
+    params:
+        backbone=CFG["backbone"],
+        data=CFG["data"],
+        task=lambda wc: task_config(CFG, wc.task),
+        settings={key: value for key, value in LAND.items() if key not in ("dets", "tasks", "enabled")},
+        eval=EVAL,
+        dets=LAND_DETS,
+        seed=LAND_SEED,
+        base_dir=workflow.basedir,
+    threads: THREADS
+    conda:
+        "../../envs/deltaspace.yaml"
+    script:
+        "../scripts/landscape.py"

@@ -1,0 +1,25 @@
+"""Snakemake entry point of rule landscape (a thin call into deltaspace.stages)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
+
+from deltaspace.logs import logged
+from deltaspace.stages import landscape
+
+with logged(snakemake.log[0]):
+    landscape(
+        space_path=snakemake.input.space,
+        z_paths=dict(zip(snakemake.params.dets, snakemake.input.z)),
+        backbone=snakemake.params.backbone,
+        data=snakemake.params.data,
+        task=snakemake.params.task,
+        settings=dict(snakemake.params.settings),
+        eval_batch_size=snakemake.params.eval["eval_batch_size"],
+        device=snakemake.params.eval["device"],
+        seed=snakemake.params.seed,
+        base_dir=snakemake.params.base_dir,
+        table_path=snakemake.output.table,
+        solutions_path=snakemake.output.solutions,
+        plot_path=snakemake.output.plot,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,24 @@
+"""Snakemake entry point of rule optimize_subspace (a thin call into deltaspace.stages)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
+
+from deltaspace.logs import logged
+from deltaspace.stages import optimize_subspace
+
+with logged(snakemake.log[0]):
+    optimize = dict(snakemake.params.optimize)
+    optimize_subspace(
+        space_path=snakemake.input.space,
+        det_name=snakemake.wildcards.det,
+        backbone=snakemake.params.backbone,
+        data=snakemake.params.data,
+        task=snakemake.params.task,
+        optimize_cfg=optimize,
+        device=optimize["device"],
+        seed=int(snakemake.wildcards.seed),
+        base_dir=snakemake.params.base_dir,
+        z_path=snakemake.output.z,
+        metrics_path=snakemake.output.metrics,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,20 @@
+"""Snakemake entry point of rule report (a thin call into deltaspace.report)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
+
+from deltaspace.logs import logged
+from deltaspace.report import build_report
+
+with logged(snakemake.log[0]):
+    build_report(
+        original=list(snakemake.input.original),
+        optimized=list(snakemake.input.optimized),
+        transfer=list(snakemake.input.transfer),
+        landscape=list(snakemake.input.landscape),
+        solutions=list(snakemake.input.solutions),
+        reconstruction=list(snakemake.input.reconstruction),
+        held_out=snakemake.params.held_out,
+        threshold=snakemake.params.threshold,
+        out_dir=snakemake.output.markdown.rsplit("/", 1)[0],
+    )

@@ -1,0 +1,22 @@
+"""Snakemake entry point of rule transfer (a thin call into deltaspace.stages)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
+
+from deltaspace.logs import logged
+from deltaspace.stages import transfer
+
+with logged(snakemake.log[0]):
+    transfer(
+        space_path=snakemake.input.space,
+        z_paths=dict(zip(snakemake.params.dets, snakemake.input.z)),
+        backbone=snakemake.params.backbone,
+        data=snakemake.params.data,
+        task=snakemake.params.task,
+        eval_batch_size=snakemake.params.eval["eval_batch_size"],
+        device=snakemake.params.eval["device"],
+        seed=int(snakemake.wildcards.seed),
+        base_dir=snakemake.params.base_dir,
+        table_path=snakemake.output[0],
+        threads=snakemake.threads,
+    )
