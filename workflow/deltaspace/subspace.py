@@ -187,8 +187,9 @@ class Decoded(nn.Module):
             self.z.copy_(z.reshape(self.z.shape))
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The DET's tensors at the current code, as views of one decoded vector."""
-        return self.layout.unflatten(self.base + self.projection @ self.z)
+        """The DET's tensors at the current code, as views of one decoded vector (in full precision)."""
+        with torch.autocast(self.base.device.type, enabled=False):
+            return self.layout.unflatten(self.base + self.projection @ self.z)
 
     def label_embeddings(self) -> torch.Tensor:
         names = {f"classifier.{name}": t for name, t in self.tensors().items()}
@@ -207,7 +208,7 @@ class SpaceFile:
 
     subspace: Subspace
     inits: dict[str, torch.Tensor]  # per DET: the initial values the decoded deltas are added to
-    meta: dict  # method, dim, dets, layouts, det_configs, backbone, rows, held_out, init_seed
+    meta: dict  # method, dim, dets, layouts, det_configs, backbone, rows, held_out, init_from, shared_init
 
     def layout(self, det: str) -> Layout:
         self.subspace._check(det)
@@ -279,9 +280,14 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
 
     stacks = {det: data[det]["delta"][rows_of(det, seen)] for det in stacked}
     subspace = decompose(stacks, dim, method)
-    init_seed = int(seen.seed.min())
-    first_row = seen[seen.seed == init_seed].iloc[[0]]
-    inits = {det: data[det]["init"][rows_of(det, first_row)[0]] for det in stacked}
+    # Decoded deltas are added to one set of initial values: those of the first row of the smallest seed
+    # (with train.init_seed set, every row has the same ones).
+    reference = seen.sort_values("seed", kind="stable").iloc[[0]]
+    inits, shared = {}, True
+    for det in stacked:
+        rows = data[det]["init"][rows_of(det, seen)]
+        inits[det] = data[det]["init"][rows_of(det, reference)[0]]
+        shared &= bool((rows == inits[det]).all())
     meta = {
         "method": method,
         "dim": dim,
@@ -291,7 +297,8 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
         "backbone": metas[first]["backbone"],
         "rows": [{"task": t, "seed": int(s)} for t, s in seen[key].itertuples(index=False)],
         "held_out": list(held_out),
-        "init_seed": init_seed,
+        "init_from": {"task": reference.task.item(), "seed": int(reference.seed.item())},
+        "shared_init": shared,
     }
     space = f"{method}-d{dim}"
     codes = pd.DataFrame(subspace.codes.numpy(), columns=[f"z{i}" for i in range(dim)])
@@ -302,7 +309,7 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
     errors = []
     for det in stacked:
         deltas = data[det]["delta"][rows_of(det, order)]
-        is_seen = order.task.isin(seen.task).to_numpy() & ~order.task.isin(held_out).to_numpy()
+        is_seen = ~order.task.isin(held_out).to_numpy()
         z = subspace.encode(det, deltas)  # held-out rows: their own least-squares codes
         z[torch.as_tensor(is_seen)] = subspace.codes  # seen rows: the joint code of the decomposition
         rebuilt = subspace.decode(det, z)

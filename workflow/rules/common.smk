@@ -75,4 +75,6 @@ REPORT = {
 
 
 def all_targets():
+    if not SUB["enabled"]:
+        return expand("results/stacked/{det}.{ext}", det=DETS, ext=["safetensors", "parquet"])
     return [*REPORT["tables"], *REPORT["plots"], *REPORT["index"]]
