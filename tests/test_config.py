@@ -345,7 +345,10 @@ def test_landscape_defaults_follow_the_config():
     from deltaspace.config import landscape_dets, landscape_tasks
 
     cfg = validate_config(changed("landscape", {}), ROOT)
-    assert landscape_dets(cfg) == list(DEFAULT["dets"])[:3]
+    assert landscape_dets(cfg) == ["adapter", "lora", "prefix"]
+    assert landscape_dets(validate_config(changed("landscape", {}, ALL_DETS), ROOT)) == ["adapter", "lora", "prefix"]
+    two = changed("dets", {"zeta": {"method": "lora"}, "bias": {"method": "bitfit"}, "soft": {"method": "prompt"}})
+    assert landscape_dets(validate_config(changed("landscape", {}, two), ROOT)) == ["zeta", "bias", "soft"]
     assert landscape_tasks(cfg) == DEFAULT["subspace"]["held_out"]
     none_held = validate_config(changed("subspace.held_out", [], changed("subspace.tasks", None)), ROOT)
     assert landscape_tasks(none_held) == task_names(none_held)

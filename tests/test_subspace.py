@@ -144,7 +144,7 @@ DETS = ["lora", "adapter", "prefix", "prompt", "bitfit"]
 
 @pytest.mark.parametrize("det", DETS)
 def test_gradients_reach_the_code_through_the_frozen_model(tiny, det):
-    model, classifier, layout = decoded_model(tiny, det)
+    model, classifier, _ = decoded_model(tiny, det)
     before = {n: p.detach().clone() for n, p in classifier.named_parameters()}
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["z"]
     logits = model(*batch(model))

@@ -115,7 +115,7 @@ def test_subspace_stage_outputs(tiny_run, tiny_config):
     assert list(land.columns) == ["space", "task", "seed", "a", "b", "det", "metric", "value"]
     assert len(land[land.metric == "accuracy"]) == 3 * 3 * len(dets)
     sol = load_table(results / "landscape" / "svd-d2" / "mr.solutions.parquet")
-    assert list(sol.det) == list(tiny_config["dets"])[:3]  # the first three DETs as the config writes them
+    assert list(sol.det) == ["adapter", "lora", "prefix"]  # by default the paper's three span the plane
     assert (results / "landscape" / "svd-d2" / "mr.png").stat().st_size > 1000
 
     report = results / "report"
@@ -176,7 +176,7 @@ def test_landscape_change_reruns_only_landscape_and_report(tiny_run, tmp_path):
 
 
 def test_held_out_change_keeps_the_training(tiny_run, tmp_path):
-    changed = tiny_with(tmp_path, "held.yaml", lambda c: c["subspace"].update(held_out=["rte"]))
+    changed = tiny_with(tmp_path, "held.yaml", lambda c: c["subspace"].update(held_out=["sst2"]))
     result = snakemake(tiny_run, changed, "--dry-run")
     assert result.returncode == 0, result.stderr
     jobs = scheduled(result)

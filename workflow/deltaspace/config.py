@@ -419,9 +419,18 @@ def landscape_tasks(cfg: dict) -> list[str]:
     return list(land["tasks"] or cfg["subspace"]["held_out"] or task_names(cfg))
 
 
+PAPER_DETS = ("adapter", "lora", "prefix")
+
+
 def landscape_dets(cfg: dict) -> list[str]:
-    """The DETs whose solutions span the landscape's plane: as configured, else the first three."""
-    return list(cfg["landscape"]["dets"] or det_names(cfg)[:3])
+    """The DETs whose solutions span the landscape's plane: as configured, else the paper's three methods,
+    filled up to three from the other DETs by name (never by their order in the file: key order changes
+    nothing)."""
+    if cfg["landscape"]["dets"]:
+        return list(cfg["landscape"]["dets"])
+    names = sorted(det_names(cfg))
+    paper = [n for n in names if cfg["dets"][n]["method"] in PAPER_DETS]
+    return (paper + [n for n in names if n not in paper])[:3]
 
 
 def train_slice(cfg: dict) -> dict:

@@ -128,7 +128,7 @@ def optimize_subspace(*, space_path, det_name: str, backbone: dict, data: dict, 
     z0 = torch.randn(space.subspace.dim, generator=torch.Generator().manual_seed(seed)) * optimize_cfg["init_std"]
     model = _decoded(space, det_name, backbone, task_data.labels, z0)
     splits = {name: Split.of(model, frame) for name, frame in task_data.splits.items()}
-    tag = f"{space.meta['method']}-d{space.subspace.dim}"
+    tag = space.subspace.name
     result = train(model, splits, optimize_cfg, optimize_cfg["lr"], seed, device, desc=f"{tag}/{det_name}/{task['name']}")
     save_tensors(z_path, {"z": result.best["z"], "z_init": result.init["z"]},
                  {"space": tag, "det": det_name, "task": task["name"], "seed": seed})
@@ -142,7 +142,7 @@ def transfer(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict,
     """Every source DET's code decoded with every target DET's projection, evaluated on the test split."""
     space, task_data, device = _prepare(space_path, list(z_paths), backbone, task, data, base_dir, device, threads)
     codes = {src: _load_code(path) for src, path in z_paths.items()}
-    tag = f"{space.meta['method']}-d{space.subspace.dim}"
+    tag = space.subspace.name
     majority = int(np.bincount(task_data.splits["train"]["label"], minlength=len(task_data.labels)).argmax())
     rows = []
     for target in z_paths:
@@ -168,7 +168,7 @@ def landscape(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict
     coords = {det: ((z - origin) @ axes.T).tolist() for det, z in solutions.items()}
     a_values, b_values = square_grid(torch.tensor(list(coords.values())), settings["grid"], settings["margin"])
     test_frame = task_data.splits["test"].iloc[: settings["max_examples"]]
-    tag = f"{sub.method}-d{sub.dim}"
+    tag = sub.name
     rows = []
     bar = tqdm(total=len(sub.dets) * len(a_values) * len(b_values), desc=f"landscape {tag}/{task['name']}",
                unit="point", dynamic_ncols=True, mininterval=2.0)

@@ -52,6 +52,11 @@ class Subspace:
     def dets(self) -> list[str]:
         return list(self.projections)
 
+    @property
+    def name(self) -> str:
+        """How the workflow names it: results/subspace/{method}-d{dim}/."""
+        return f"{self.method}-d{self.dim}"
+
     def _check(self, det: str) -> None:
         if det not in self.projections:
             raise SubspaceError(f"no DET {det!r} in this subspace (it has {', '.join(self.dets)})")
@@ -255,10 +260,10 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
                      projections_path, codes_path, reconstruction_path) -> None:
     """Stage decompose: the seen rows of every DET's stack, aligned by (task, seed), jointly decomposed."""
     data, frames, metas = {}, {}, {}
-    for det in stacked:
-        tensors, metas[det] = load_tensors(stacked[det])
+    for det, path in stacked.items():
+        tensors, metas[det] = load_tensors(path)
         if "delta" not in tensors or "layout" not in metas[det]:
-            raise ArtifactError(f"{stacked[det]}: not a stack_deltas output")
+            raise ArtifactError(f"{path}: not a stack_deltas output")
         data[det], frames[det] = tensors, load_table(indexes[det])
         if len(frames[det]) != tensors["delta"].shape[0]:
             raise ArtifactError(f"{indexes[det]}: {len(frames[det])} rows, but its stack has {tensors['delta'].shape[0]}")
@@ -300,7 +305,7 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
         "init_from": {"task": reference.task.item(), "seed": int(reference.seed.item())},
         "shared_init": shared,
     }
-    space = f"{method}-d{dim}"
+    space = subspace.name
     codes = pd.DataFrame(subspace.codes.numpy(), columns=[f"z{i}" for i in range(dim)])
     codes.insert(0, "seed", seen.seed.to_numpy())
     codes.insert(0, "task", seen.task.to_numpy())

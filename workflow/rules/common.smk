@@ -14,11 +14,9 @@ from deltaspace.config import (
 )
 
 try:
-    VALID = validate_config(config, workflow.basedir)
+    CFG = canonical(validate_config(config, workflow.basedir))
 except ConfigError as exc:
     sys.exit(f"deltaspace: the config is not valid, nothing was run:\n{exc}")
-# Params get dicts with sorted keys, so that key order in a config file never triggers a rerun.
-CFG = canonical(VALID)
 
 DETS = det_names(CFG)
 TASKS = task_names(CFG)
@@ -37,7 +35,7 @@ OPTIMIZE = SUB["optimize"] | {"device": CFG["train"]["device"]}
 EVAL = {"eval_batch_size": CFG["train"]["eval_batch_size"], "device": CFG["train"]["device"]}
 
 LAND = CFG["landscape"]
-LAND_DETS = landscape_dets(VALID)  # config order: "the first three DETs" as written
+LAND_DETS = landscape_dets(CFG)
 LAND_TASKS = landscape_tasks(CFG)
 LAND_SEED = OPT_SEEDS[0]
 # A plane needs two solutions and two dimensions.
