@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,19 @@ def llama_backbone(cfg: dict) -> dict:
         "max_position_embeddings": 128,
     }
     return out
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    """The workflow on `configfile` in `workdir` (a subprocess, as a user runs it)."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """configs/tiny.yaml run once, end to end, in a scratch directory (shared by the workflow tests)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir, TINY)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

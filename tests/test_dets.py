@@ -6,8 +6,7 @@ import torch
 
 from deltaspace import dets
 from deltaspace.delta import Layout, LayoutError
-from deltaspace.heads import Classifier
-from deltaspace.stages import build_classifier
+from deltaspace.heads import Classifier, build_classifier
 
 from conftest import llama_backbone
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from deltaspace import subspace as subspace_module
 from deltaspace.delta import Layout
-from deltaspace.stages import build_classifier
+from deltaspace.heads import build_classifier
 from deltaspace.subspace import Decoded, SubspaceError, decompose
 
 SIZES = {"lora": 600, "adapter": 450, "prefix": 80}

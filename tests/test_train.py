@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deltaspace.config import task_config
-from deltaspace.stages import build_classifier
+from deltaspace.heads import build_classifier
 from deltaspace.tasks import load_task
 from deltaspace.train import Split, batches, scores, train
 

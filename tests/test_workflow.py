@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,7 @@ from deltaspace.io import load_table, load_tensors
 from deltaspace.stack import read_delta
 from deltaspace.subspace import load_space
 
-from conftest import ROOT, TINY
-
-
-def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+from conftest import ROOT, TINY, snakemake
 
 
 def scheduled(result: subprocess.CompletedProcess) -> set[str]:
@@ -36,15 +31,6 @@ def tiny_with(tmp_path: Path, name: str, change) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """configs/tiny.yaml run once, end to end, in a scratch directory."""
-    workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir, TINY)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_end_to_end_outputs(tiny_run, tiny_config):
@@ -215,3 +201,50 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "dets.lora.r" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_new_task_trains_only_its_own_runs(tiny_run, tmp_path):
+    def add(c):
+        c["tasks"].append({"name": "subj", "source": "file", "path": "subj"})
+        c["subspace"]["held_out"].append("subj")
+
+    result = snakemake(tiny_run, tiny_with(tmp_path, "task.yaml", add), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    trained = {p for p in scheduled(result) if p.startswith("results/dets/")}
+    assert trained == {f"results/dets/{det}/subj/seed0/delta.safetensors"
+                       for det in ("lora", "adapter", "prefix", "prompt", "bitfit")}
+
+
+def library_copy(tmp_path: Path) -> Path:
+    """The workflow (Snakefile, rules, scripts, library) copied, so that a test can change its code."""
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "workflow", copy / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "Snakefile", copy / "Snakefile")
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("module", "rerun"),
+    [
+        ("report.py", {"results/report/subspace.parquet"}),
+        ("landscape.py", {"results/landscape/svd-d2/mr.parquet", "results/report/subspace.parquet"}),
+        ("stack.py", None),  # every stack, and all that follows from them
+    ],
+)
+def test_library_change_reruns_the_stages_that_use_it(tiny_run, tmp_path, module, rerun):
+    repo = library_copy(tmp_path)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(tiny_run),
+           "--configfile", str(TINY), "--cores", "2", "--dry-run"]
+    same = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert same.returncode == 0 and scheduled(same) == set(), same.stdout[-3000:]
+    path = repo / "workflow" / "deltaspace" / module
+    path.write_text(path.read_text() + "\n# a change\n")
+    changed = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    jobs = scheduled(changed)
+    if rerun is not None:
+        assert jobs == rerun
+    else:
+        assert not [p for p in jobs if p.startswith("results/dets/")]
+        assert {p for p in jobs if p.startswith("results/stacked/")} == {
+            f"results/stacked/{det}.safetensors" for det in ("adapter", "bitfit", "lora", "prefix", "prompt")}

@@ -18,6 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from . import dets
+from .models import load_backbone
+
 
 class HeadError(ValueError):
     """The labels cannot be scored with this backbone."""
@@ -112,3 +115,21 @@ class Classifier(nn.Module):
         text = F.normalize(self._pool(input_ids, attention_mask).float(), dim=-1)
         label = self.label_embeddings() if label_embeddings is None else label_embeddings
         return text @ label.T / self.temperature
+
+
+def build_classifier(backbone_cfg: dict, det_cfg: dict, labels: list[str], seed: int) -> tuple[Classifier, int]:
+    """Backbone + DET (initialised from `seed`) + head; returns the classifier and the expected count."""
+    backbone = load_backbone(backbone_cfg)
+    expected = dets.expected_count(backbone.model, det_cfg, backbone.kind)
+    model = dets.attach(backbone.model, det_cfg, backbone.kind, seed)
+    classifier = Classifier(
+        model,
+        backbone.tokenizer,
+        backbone.kind,
+        labels,
+        max_length=backbone_cfg["max_length"],
+        temperature=backbone_cfg["temperature"],
+        pooling=backbone_cfg["pooling"],
+        answer_prefix=backbone_cfg["answer_prefix"],
+    )
+    return classifier, expected

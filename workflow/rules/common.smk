@@ -1,5 +1,7 @@
 # Validate the config before any job is scheduled, and derive the target lists from it.
+import hashlib
 import sys
+from pathlib import Path
 
 from deltaspace.config import (
     ConfigError,
@@ -25,6 +27,39 @@ SEEDS = CFG["train"]["seeds"]
 # both stay out of train's params, so changing them reruns nothing.
 TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds", "threads")}
 THREADS = CFG["train"]["threads"] or workflow.cores
+LIBRARY = Path(workflow.basedir) / "workflow" / "deltaspace"
+
+def library(*parts):
+    """A digest of library modules (files or folders under workflow/deltaspace/): as a param, a change to the
+    code a stage runs reruns that stage (Snakemake itself only watches the rule's script)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        path = LIBRARY / part
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(LIBRARY).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# The library modules each stage runs (io: every stage reads and writes through it).
+MODEL = ("models.py", "gpus.py", "heads.py", "dets", "tasks.py", "delta.py", "train.py", "io.py")
+CODE = {
+    "train_det": library("stages.py", *MODEL),
+    "stack_deltas": library("stack.py", "delta.py", "io.py"),
+    "decompose": library("subspace.py", "delta.py", "io.py"),
+    "in_subspace": library("insubspace.py", "subspace.py", *MODEL),
+    "landscape": library("insubspace.py", "subspace.py", "landscape.py", *MODEL),
+    "report": library("report.py", "landscape.py", "io.py"),
+}
+
+# What a job of a model stage asks the scheduler for (SLURM through a profile; --resources on a workstation).
+MODEL_JOB = CFG["resources"]
+
+# Light rules (reading and writing a few files) never go to a cluster.
+localrules:
+    all,
+    stack_deltas,
+    decompose,
+    report,
 
 SUB = CFG["subspace"]
 SPACES = [f"{method}-d{dim}" for method in SUB["methods"] for dim in SUB["dims"]]

@@ -19,6 +19,7 @@ rule report:
     log:
         "results/logs/report.log",
     params:
+        code=CODE["report"],
         held_out=SUB["held_out"],
         threshold=LAND["threshold"],
     conda:

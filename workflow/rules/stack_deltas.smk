@@ -8,6 +8,8 @@ rule stack_deltas:
         index="results/stacked/{det}.parquet",
     log:
         "results/logs/stack_deltas/{det}.log",
+    params:
+        code=CODE["stack_deltas"],
     conda:
         "../../envs/deltaspace.yaml"
     script:

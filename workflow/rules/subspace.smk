@@ -10,6 +10,7 @@ rule decompose:
     log:
         "results/logs/decompose/{method}-d{dim}.log",
     params:
+        code=CODE["decompose"],
         held_out=SUB["held_out"],
         dets=DETS,
     conda:
@@ -28,12 +29,17 @@ rule optimize_subspace:
     log:
         "results/logs/optimize_subspace/{space}/{det}/{task}/seed{seed}.log",
     params:
+        code=CODE["in_subspace"],
         backbone=CFG["backbone"],
         data=CFG["data"],
         task=lambda wc: task_config(CFG, wc.task),
         optimize=OPTIMIZE,
         base_dir=workflow.basedir,
     threads: THREADS
+    resources:
+        gpu=MODEL_JOB["gpu"],
+        mem_mb=MODEL_JOB["mem_mb"],
+        runtime=MODEL_JOB["runtime"],
     conda:
         "../../envs/deltaspace.yaml"
     script:
@@ -50,6 +56,7 @@ rule transfer:
     log:
         "results/logs/transfer/{space}/{task}/seed{seed}.log",
     params:
+        code=CODE["in_subspace"],
         backbone=CFG["backbone"],
         data=CFG["data"],
         task=lambda wc: task_config(CFG, wc.task),
@@ -57,6 +64,10 @@ rule transfer:
         dets=DETS,
         base_dir=workflow.basedir,
     threads: THREADS
+    resources:
+        gpu=MODEL_JOB["gpu"],
+        mem_mb=MODEL_JOB["mem_mb"],
+        runtime=MODEL_JOB["runtime"],
     conda:
         "../../envs/deltaspace.yaml"
     script:
@@ -81,6 +92,7 @@ rule landscape:
     log:
         "results/logs/landscape/{space}/{task}.log",
     params:
+        code=CODE["landscape"],
         backbone=CFG["backbone"],
         data=CFG["data"],
         task=lambda wc: task_config(CFG, wc.task),
@@ -90,6 +102,10 @@ rule landscape:
         seed=LAND_SEED,
         base_dir=workflow.basedir,
     threads: THREADS
+    resources:
+        gpu=MODEL_JOB["gpu"],
+        mem_mb=MODEL_JOB["mem_mb"],
+        runtime=MODEL_JOB["runtime"],
     conda:
         "../../envs/deltaspace.yaml"
     script:

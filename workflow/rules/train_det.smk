@@ -6,6 +6,7 @@ rule train_det:
     log:
         "results/logs/train_det/{det}/{task}/seed{seed}.log",
     params:
+        code=CODE["train_det"],
         backbone=CFG["backbone"],
         data=CFG["data"],
         train=TRAIN,
@@ -13,6 +14,10 @@ rule train_det:
         det=lambda wc: det_config(CFG, wc.det),
         base_dir=workflow.basedir,
     threads: CFG["train"]["threads"] or workflow.cores
+    resources:
+        gpu=MODEL_JOB["gpu"],
+        mem_mb=MODEL_JOB["mem_mb"],
+        runtime=MODEL_JOB["runtime"],
     conda:
         "../../envs/deltaspace.yaml"
     script:

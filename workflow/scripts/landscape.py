@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule landscape (a thin call into deltaspace.stages)."""
+"""Snakemake entry point of rule landscape (a thin call into deltaspace.insubspace)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
+from deltaspace.insubspace import landscape
 from deltaspace.logs import logged
-from deltaspace.stages import landscape
 
 with logged(snakemake.log[0]):
     landscape(

@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule optimize_subspace (a thin call into deltaspace.stages)."""
+"""Snakemake entry point of rule optimize_subspace (a thin call into deltaspace.insubspace)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
+from deltaspace.insubspace import optimize_subspace
 from deltaspace.logs import logged
-from deltaspace.stages import optimize_subspace
 
 with logged(snakemake.log[0]):
     optimize = dict(snakemake.params.optimize)

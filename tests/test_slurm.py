@@ -1,0 +1,77 @@
+"""configs/tiny.yaml through a real single-node SLURM cluster (cluster/slurm-up.sh) with profiles/slurm.
+
+To keep the test command short, the SLURM run starts from a copy of the local run (tests/conftest.py
+tiny_run) with LoRA's trained solutions and everything after the training removed: LoRA's four train_det
+jobs and every subspace stage go through SLURM (as group jobs), the light rules run locally, and the
+outputs must equal the local run's.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import torch
+
+from deltaspace.io import load_table, load_tensors
+
+from conftest import ROOT, TINY, snakemake
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starting a SLURM cluster needs root (CI runs as root)")
+
+REDONE = ["results/dets/lora", "results/stacked", "results/subspace", "results/optimized", "results/transfer",
+          "results/landscape", "results/report"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    up = subprocess.run(["bash", str(ROOT / "cluster" / "slurm-up.sh")], capture_output=True, text=True, check=False)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    yield
+    down = subprocess.run(["bash", str(ROOT / "cluster" / "slurm-down.sh")], capture_output=True, text=True,
+                          check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tiny_run, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm") / "run"
+    shutil.copytree(tiny_run, workdir, symlinks=True)
+    for part in REDONE:
+        shutil.rmtree(workdir / part)
+    result = snakemake(workdir, TINY, "--profile", str(ROOT / "profiles" / "slurm"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir, result.stdout + result.stderr
+
+
+def test_every_cluster_job_ran_under_slurm_and_completed(slurm_run):
+    _, log = slurm_run
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
+    assert submitted, "no job went to SLURM"
+    acct = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(sorted(submitted)), "-o", "JobID,State,ExitCode"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    states = dict(line.split("|", 1) for line in acct)
+    assert set(states) == submitted
+    assert all(state == "COMPLETED|0:0" for state in states.values()), states
+    # the model stages went to SLURM, the light rules ran here
+    for rule in ("train_det", "optimize_subspace", "transfer", "landscape"):
+        assert re.search(rf"rule {rule}:", log), rule
+    for rule in ("stack_deltas", "decompose", "report"):
+        assert re.search(rf"localrule {rule}:", log), rule
+    assert len(list((slurm_run[0] / "results" / "dets" / "lora").rglob("delta.safetensors"))) == 4
+
+
+def test_slurm_outputs_equal_the_local_run(slurm_run, tiny_run):
+    workdir, _ = slurm_run
+    for path in sorted((tiny_run / "results").rglob("*.safetensors")):
+        rel = path.relative_to(tiny_run)
+        here, _ = load_tensors(path)
+        there, _ = load_tensors(workdir / rel)
+        assert here.keys() == there.keys(), rel
+        assert all(torch.equal(here[k], there[k]) for k in here), rel
+    for name in ("subspace", "transfer", "landscape", "reconstruction"):
+        pd.testing.assert_frame_equal(load_table(tiny_run / "results" / "report" / f"{name}.parquet"),
+                                      load_table(workdir / "results" / "report" / f"{name}.parquet"), obj=name)
