@@ -206,7 +206,6 @@ def test_bad_config_stops_before_any_job(tmp_path):
 def test_new_task_trains_only_its_own_runs(tiny_run, tmp_path):
     def add(c):
         c["tasks"].append({"name": "subj", "source": "file", "path": "subj"})
-        c["subspace"]["held_out"].append("subj")
 
     result = snakemake(tiny_run, tiny_with(tmp_path, "task.yaml", add), "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -220,6 +219,7 @@ def library_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "repo"
     shutil.copytree(ROOT / "workflow", copy / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "Snakefile", copy / "Snakefile")
+    (tmp_path / "shared").symlink_to(ROOT.parent / "shared")  # data.root is ../shared/tasks beside the Snakefile
     return copy
 
 

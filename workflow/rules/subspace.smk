@@ -34,7 +34,6 @@ rule optimize_subspace:
         data=CFG["data"],
         task=lambda wc: task_config(CFG, wc.task),
         optimize=OPTIMIZE,
-        base_dir=workflow.basedir,
     threads: THREADS
     resources:
         gpu=MODEL_JOB["gpu"],
@@ -62,7 +61,6 @@ rule transfer:
         task=lambda wc: task_config(CFG, wc.task),
         eval=EVAL,
         dets=DETS,
-        base_dir=workflow.basedir,
     threads: THREADS
     resources:
         gpu=MODEL_JOB["gpu"],
@@ -100,7 +98,6 @@ rule landscape:
         eval=EVAL,
         dets=LAND_DETS,
         seed=LAND_SEED,
-        base_dir=workflow.basedir,
     threads: THREADS
     resources:
         gpu=MODEL_JOB["gpu"],

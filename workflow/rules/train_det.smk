@@ -12,7 +12,6 @@ rule train_det:
         train=TRAIN,
         task=lambda wc: task_config(CFG, wc.task),
         det=lambda wc: det_config(CFG, wc.det),
-        base_dir=workflow.basedir,
     threads: CFG["train"]["threads"] or workflow.cores
     resources:
         gpu=MODEL_JOB["gpu"],

@@ -17,7 +17,7 @@ with logged(snakemake.log[0]):
         eval_batch_size=snakemake.params.eval["eval_batch_size"],
         device=snakemake.params.eval["device"],
         seed=snakemake.params.seed,
-        base_dir=snakemake.params.base_dir,
+        base_dir=f"{snakemake.scriptdir}/../..",  # the Snakefile's folder: not a param, moving it reruns nothing
         table_path=snakemake.output.table,
         solutions_path=snakemake.output.solutions,
         plot_path=snakemake.output.plot,

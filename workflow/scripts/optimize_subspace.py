@@ -17,7 +17,7 @@ with logged(snakemake.log[0]):
         optimize_cfg=optimize,
         device=optimize["device"],
         seed=int(snakemake.wildcards.seed),
-        base_dir=snakemake.params.base_dir,
+        base_dir=f"{snakemake.scriptdir}/../..",  # the Snakefile's folder: not a param, moving it reruns nothing
         z_path=snakemake.output.z,
         metrics_path=snakemake.output.metrics,
         threads=snakemake.threads,

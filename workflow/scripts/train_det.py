@@ -15,7 +15,7 @@ with logged(snakemake.log[0]):
         det_name=snakemake.wildcards.det,
         det_cfg=snakemake.params.det,
         seed=int(snakemake.wildcards.seed),
-        base_dir=snakemake.params.base_dir,
+        base_dir=f"{snakemake.scriptdir}/../..",  # the Snakefile's folder: not a param, moving it reruns nothing
         delta_path=snakemake.output.delta,
         metrics_path=snakemake.output.metrics,
         threads=snakemake.threads,
