@@ -74,10 +74,11 @@ def transfer(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict,
     codes = {src: _load_code(path) for src, path in z_paths.items()}
     tag = space.subspace.name
     majority = int(np.bincount(task_data.splits["train"]["label"], minlength=len(task_data.labels)).argmax())
-    rows = []
+    rows, test = [], None
     for target in z_paths:
         model = _decoded(space, target, backbone, task_data.labels).to(device)
-        test = Split.of(model, task_data.splits["test"])
+        if test is None:  # one backbone, one tokenizer: encode once
+            test = Split.of(model, task_data.splits["test"])
         for source, z in codes.items():
             model.set_code(z)
             preds = predict(model, test, eval_batch_size, device)
@@ -102,9 +103,11 @@ def landscape(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict
     rows = []
     bar = tqdm(total=len(sub.dets) * len(a_values) * len(b_values), desc=f"landscape {tag}/{task['name']}",
                unit="point", dynamic_ncols=True, mininterval=2.0)
+    test = None
     for det in sub.dets:
         model = _decoded(space, det, backbone, task_data.labels).to(device)
-        test = Split.of(model, test_frame)
+        if test is None:  # one backbone, one tokenizer: encode once
+            test = Split.of(model, test_frame)
         for a in a_values:
             for b in b_values:
                 model.set_code(origin + a * axes[0] + b * axes[1])

@@ -76,3 +76,20 @@ def load_table(path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:
         raise ArtifactError(f"{path}: not a readable Parquet file ({exc}); delete it and rerun its stage") from exc
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (jobs have no display); imported only by plotting stages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path) -> None:
+    """Write a figure as PNG, atomically, and free it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    pyplot().close(fig)

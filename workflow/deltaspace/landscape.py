@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .io import atomic_path
+from .io import pyplot, save_figure
 from .subspace import SubspaceError
 
 
@@ -54,11 +54,7 @@ def shares(frame: pd.DataFrame, threshold: float, reference: dict[str, float] | 
 def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: str, threshold: float,
                    metric: str = "accuracy") -> None:
     """One heatmap per DET, the solutions marked, the region within `threshold` of the DET's best outlined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     data = frame[frame.metric == metric]
     dets = list(dict.fromkeys(data.det))
     fig, axes = plt.subplots(1, len(dets), figsize=(3.6 * len(dets) + 0.8, 3.6), squeeze=False, sharey=True)
@@ -79,6 +75,4 @@ def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: st
     axes[0][0].set_ylabel("b")
     fig.colorbar(image, ax=list(axes[0]), label=f"test {metric}")
     fig.suptitle(title, fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_path, load_table, save_table
+from .io import atomic_path, load_table, pyplot, save_figure, save_table
 from .landscape import shares
 
 METRIC = "accuracy"
@@ -121,11 +121,7 @@ def transfer_markdown(table: pd.DataFrame) -> str:
 
 def plot_relative(table: pd.DataFrame, path) -> None:
     """Grouped bars: relative performance per task and DET, one panel per subspace."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     spaces = sorted(table.space.unique())
     fig, axes = plt.subplots(1, len(spaces), figsize=(5.5 * len(spaces), 3.8), squeeze=False, sharey=True)
     for ax, space in zip(axes[0], spaces):
@@ -139,16 +135,12 @@ def plot_relative(table: pd.DataFrame, path) -> None:
         ax.set_title(space)
         ax.set_ylabel("relative performance, %")
         ax.set_xlabel("")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_dims(table: pd.DataFrame, path) -> None:
     """Relative performance against the subspace dimension, one line per DET (and method)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     frame = table.assign(method=table.space.str.split("-d").str[0], dim=table.space.str.split("-d").str[1].astype(int))
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for seen, style in [(False, "-"), (True, ":")]:
@@ -161,15 +153,7 @@ def plot_dims(table: pd.DataFrame, path) -> None:
     ax.set_xlabel("subspace dimension d")
     ax.set_ylabel("relative performance, %")
     ax.legend(fontsize=7)
-    _save(fig, path)
-
-
-def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _write(path: Path, text: str) -> None:

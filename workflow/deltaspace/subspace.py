@@ -275,24 +275,24 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
             raise ArtifactError(f"{indexes[det]}: its (task, seed) rows differ from those of {indexes[first]}")
         if metas[det]["backbone"] != metas[first]["backbone"]:
             raise ArtifactError(f"{stacked[det]}: trained on another backbone than {stacked[first]}")
-    seen = order[~order.task.isin(held_out)]
+    # Every DET's rows in one order, (task, seed) sorted; the seen ones build the subspace.
+    deltas, initial = {}, {}
+    for det, frame in frames.items():
+        where = {row: i for i, row in enumerate(frame[key].itertuples(index=False, name=None))}
+        index = [where[row] for row in order.itertuples(index=False, name=None)]
+        deltas[det], initial[det] = data[det]["delta"][index], data[det]["init"][index]
+    is_seen = ~order.task.isin(held_out).to_numpy()
+    seen = order[is_seen]
     if seen.empty:
         raise SubspaceError(f"every task is held out ({', '.join(held_out)}): no solutions build the subspace")
-
-    def rows_of(det, frame_rows):
-        where = {(t, s): i for i, (t, s) in enumerate(frames[det][key].itertuples(index=False))}
-        return [where[(t, s)] for t, s in frame_rows[key].itertuples(index=False)]
-
-    stacks = {det: data[det]["delta"][rows_of(det, seen)] for det in stacked}
-    subspace = decompose(stacks, dim, method)
+    mask = torch.as_tensor(is_seen)
+    subspace = decompose({det: d[mask] for det, d in deltas.items()}, dim, method)
     # Decoded deltas are added to one set of initial values: those of the first row of the smallest seed
     # (with train.init_seed set, every row has the same ones).
-    reference = seen.sort_values("seed", kind="stable").iloc[[0]]
-    inits, shared = {}, True
-    for det in stacked:
-        rows = data[det]["init"][rows_of(det, seen)]
-        inits[det] = data[det]["init"][rows_of(det, reference)[0]]
-        shared &= bool((rows == inits[det]).all())
+    first_row = int(seen.seed.to_numpy().argmin())
+    inits = {det: init[mask][first_row] for det, init in initial.items()}
+    shared = all(bool((init[mask] == inits[det]).all()) for det, init in initial.items())
+    reference = seen.iloc[first_row]
     meta = {
         "method": method,
         "dim": dim,
@@ -302,7 +302,7 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
         "backbone": metas[first]["backbone"],
         "rows": [{"task": t, "seed": int(s)} for t, s in seen[key].itertuples(index=False)],
         "held_out": list(held_out),
-        "init_from": {"task": reference.task.item(), "seed": int(reference.seed.item())},
+        "init_from": {"task": reference.task, "seed": int(reference.seed)},
         "shared_init": shared,
     }
     space = subspace.name
@@ -312,18 +312,15 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
     codes.insert(0, "space", space)
 
     errors = []
-    for det in stacked:
-        deltas = data[det]["delta"][rows_of(det, order)]
-        is_seen = ~order.task.isin(held_out).to_numpy()
-        z = subspace.encode(det, deltas)  # held-out rows: their own least-squares codes
-        z[torch.as_tensor(is_seen)] = subspace.codes  # seen rows: the joint code of the decomposition
-        rebuilt = subspace.decode(det, z)
-        residual = (deltas - rebuilt).norm(dim=1)
+    for det, x in deltas.items():
+        z = subspace.encode(det, x)  # held-out rows: their own least-squares codes
+        z[mask] = subspace.codes  # seen rows: the joint code of the decomposition
+        residual = (x - subspace.decode(det, z)).norm(dim=1)
         errors += [
-            {"space": space, "det": det, "task": t, "seed": int(s), "seen": bool(v), "relative_error": float(r / max(x, 1e-30)),
-             "unexplained": float((r / max(c, 1e-30)) ** 2)}
-            for (t, s), v, r, x, c in zip(order[key].itertuples(index=False), is_seen, residual,
-                                          deltas.norm(dim=1), (deltas - subspace.offsets[det]).norm(dim=1))
+            {"space": space, "det": det, "task": t, "seed": int(s), "seen": bool(v),
+             "relative_error": float(r / max(n, 1e-30)), "unexplained": float((r / max(c, 1e-30)) ** 2)}
+            for (t, s), v, r, n, c in zip(order[key].itertuples(index=False), is_seen, residual, x.norm(dim=1),
+                                          (x - subspace.offsets[det]).norm(dim=1))
         ]
     save_space(projections_path, SpaceFile(subspace, inits, meta))
     save_table(codes_path, codes)

@@ -29,6 +29,7 @@ TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds
 THREADS = CFG["train"]["threads"] or workflow.cores
 LIBRARY = Path(workflow.basedir) / "workflow" / "deltaspace"
 
+
 def library(*parts):
     """A digest of library modules (files or folders under workflow/deltaspace/): as a param, a change to the
     code a stage runs reruns that stage (Snakemake itself only watches the rule's script)."""
@@ -62,11 +63,15 @@ localrules:
     report,
 
 SUB = CFG["subspace"]
-SPACES = [f"{method}-d{dim}" for method in SUB["methods"] for dim in SUB["dims"]]
+def spaces(min_dim=1):
+    return [f"{method}-d{dim}" for method in SUB["methods"] for dim in SUB["dims"] if dim >= min_dim]
+
+
+SPACES = spaces()
 OPT_TASKS = SUB["tasks"] or TASKS
 OPT_SEEDS = SUB["seeds"] or SEEDS
-# The subspace stages evaluate with train's batch size on train's device.
 OPTIMIZE = SUB["optimize"] | {"device": CFG["train"]["device"]}
+# transfer and landscape evaluate with train's batch size on train's device.
 EVAL = {"eval_batch_size": CFG["train"]["eval_batch_size"], "device": CFG["train"]["device"]}
 
 LAND = CFG["landscape"]
@@ -74,7 +79,7 @@ LAND_DETS = landscape_dets(CFG)
 LAND_TASKS = landscape_tasks(CFG)
 LAND_SEED = OPT_SEEDS[0]
 # A plane needs two solutions and two dimensions.
-LAND_SPACES = [s for s in SPACES if int(s.split("-d")[1]) >= 2] if LAND["enabled"] and len(LAND_DETS) >= 2 else []
+LAND_SPACES = spaces(min_dim=2) if LAND["enabled"] and len(LAND_DETS) >= 2 else []
 
 
 wildcard_constraints:
