@@ -17,6 +17,12 @@ if not config:
 
 
 include: "workflow/rules/common.smk"
+
+
+if CFG["workdir"]:
+
+    workdir: Path(workflow.basedir) / CFG["workdir"]
+
 include: "workflow/rules/train_det.smk"
 include: "workflow/rules/stack_deltas.smk"
 include: "workflow/rules/subspace.smk"

@@ -318,10 +318,15 @@ def test_default_holds_a_task_out_and_fits_its_dims():
     [
         ("subspace.held_out", ["imdb"], "subspace.held_out", "'imdb' not in the config"),
         ("subspace.held_out", ["rotten_tomatoes", "subjectivity", "bbc_news"], "subspace.held_out", "every task"),
-        ("subspace.dims", [1, 4], "subspace.dims", "2 tasks x 2 seeds = 4 solutions"),
+        ("subspace.dims", [1, 4], "subspace.dims", "subjectivity, bbc_news give 4 solutions"),
         ("subspace.dims", [0], "subspace.dims[0]", "minimum"),
         ("subspace.methods", ["pca"], "subspace.methods[0]", "svd"),
-        ("subspace.seeds", [3], "subspace.seeds", "not train.seeds"),
+        ("subspace.seeds", [3], "subspace.seeds", "[3] are not seeds of 'rotten_tomatoes' [0, 1]"),
+        ("report.paper_rows", {"rotten_tomatoes": "SST-2 -> IMDB"}, "report.paper_rows.rotten_tomatoes",
+         "not a row of the paper's Table 1"),
+        ("report.paper_rows", {"imdb": "SST-2 -> Amazon"}, "report.paper_rows.imdb", "no such task"),
+        ("report.paper", "table_9", "report.paper", "table_9"),
+        ("subspace.learned.init", "pca", "subspace.learned.init", "pca"),
         ("subspace.tasks", ["bbc"], "subspace.tasks", "'bbc' not in the config"),
         ("landscape.dets", ["lora", "bitfit"], "landscape.dets", "'bitfit' not in the config"),
         ("landscape.dets", ["lora"], "landscape.dets", "too short"),
@@ -333,6 +338,43 @@ def test_default_holds_a_task_out_and_fits_its_dims():
 def test_subspace_mistakes_name_their_key(path, value, key, words):
     message = fails(changed(path, value), key)
     assert words in message, message
+
+
+def test_a_task_may_have_its_own_seeds():
+    from deltaspace.config import optimize_runs, runs, task_config, task_seeds
+
+    tasks = copy.deepcopy(DEFAULT["tasks"])
+    tasks[1]["seeds"] = [0, 1, 2, 3, 4]  # subjectivity: five solutions per DET
+    cfg = validate_config(changed("subspace.dims", [4], changed("tasks", tasks)), ROOT)
+    assert task_seeds(cfg, "subjectivity") == [0, 1, 2, 3, 4] and task_seeds(cfg, "bbc_news") == [0, 1]
+    assert ("subjectivity", 4) in runs(cfg) and ("bbc_news", 4) not in runs(cfg) and len(runs(cfg)) == 9
+    assert optimize_runs(cfg) == [("rotten_tomatoes", 0), ("subjectivity", 0)]  # subspace.seeds [0]
+    assert "seeds" not in task_config(cfg, "subjectivity")  # which runs exist is not what a run computes
+    everything = validate_config(changed("subspace.seeds", None, changed("tasks", tasks)), ROOT)
+    assert ("subjectivity", 3) in optimize_runs(everything) and ("rotten_tomatoes", 3) not in optimize_runs(everything)
+    # 5 + 2 solutions per DET: svd allows d <= 6
+    fails(changed("subspace.dims", [7], changed("tasks", tasks)), "subspace.dims")
+
+
+def test_learned_alone_is_not_bound_by_the_number_of_solutions():
+    cfg = validate_config(changed("subspace.methods", ["learned"], changed("subspace.dims", [10])), ROOT)
+    assert cfg["subspace"]["learned"] == {"steps": 100000, "batch_size": 8, "lr": 1e-4, "alpha": 0.1, "init": "random",
+                                          "seed": 0, "log_every": 50}  # the paper's single-task values
+    fails(changed("subspace.methods", ["svd", "learned"], changed("subspace.dims", [10])), "subspace.dims")
+
+
+@pytest.mark.parametrize("name", ["single_task", "multi_task"])
+def test_experiment_configs_are_valid_and_keep_their_results_apart(name):
+    from deltaspace.config import runs
+
+    cfg = validate_config(load_config(ROOT / "configs" / f"{name}.yaml"), ROOT)
+    assert cfg["workdir"] == f"experiments/{name}" and cfg["report"]["paper"] == name
+    assert cfg["subspace"]["methods"] == ["svd", "learned"] and cfg["subspace"]["dims"] == [4]
+    methods = {d["method"] for d in cfg["dets"].values()}
+    assert methods == {"lora", "adapter", "prefix", "prompt", "bitfit", "finetune"}
+    seen = [(t, s) for t, s in runs(cfg) if t not in cfg["subspace"]["held_out"]]
+    assert len(seen) >= 5  # d = 4 from svd needs five solutions per DET
+    assert set(cfg["subspace"]["tasks"]) == set(cfg["subspace"]["held_out"])  # optimised on unseen tasks only
 
 
 def test_a_config_without_subspace_needs_no_rows():

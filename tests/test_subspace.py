@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from deltaspace import subspace as subspace_module
 from deltaspace.delta import Layout
+from deltaspace.dets import METHODS
 from deltaspace.heads import build_classifier
 from deltaspace.subspace import Decoded, SubspaceError, decompose
 
@@ -139,7 +140,7 @@ def batch(model):
     return enc["input_ids"], enc["attention_mask"]
 
 
-DETS = ["lora", "adapter", "prefix", "prompt", "bitfit"]
+DETS = list(METHODS)  # configs/tiny.yaml names each DET after its method
 
 
 @pytest.mark.parametrize("det", DETS)

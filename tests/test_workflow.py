@@ -19,6 +19,9 @@ from deltaspace.subspace import load_space
 from conftest import ROOT, TINY, snakemake
 
 
+DETS = tuple(yaml.safe_load(TINY.read_text())["dets"])
+
+
 def scheduled(result: subprocess.CompletedProcess) -> set[str]:
     """Outputs of the jobs a dry run would run (one per job: its first output)."""
     text = result.stdout + result.stderr
@@ -116,6 +119,40 @@ def test_subspace_stage_outputs(tiny_run, tiny_config):
         assert (report / name).stat().st_size > 0
 
 
+def test_report_tables_in_the_papers_form(tiny_run):
+    report = tiny_run / "results" / "report"
+    paper = (report / "paper.md").read_text()
+    assert "mr (SST-2 -> Rotten Tomatoes)" in paper and "/ 101.8 (" in paper  # the paper's adapter number
+    for det in DETS:
+        assert f"| {det}" in paper  # every DET in every table, finetune, prompt and BitFit included
+    original = load_table(report / "original.parquet")
+    assert set(original.det) == set(DETS) and set(original.seeds) == {1}
+    assert "nothing to compare" in (report / "methods.md").read_text()  # tiny has svd only
+
+
+def test_learned_reuses_the_solutions_and_feeds_the_later_stages(tiny_run, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    settings = {"steps": 4, "init": "svd", "log_every": 2, "batch_size": 4}
+    config = tiny_with(tmp_path, "learned.yaml", lambda c: c["subspace"].update(methods=["svd", "learned"],
+                                                                                 learned=settings))
+    target = "results/optimized/learned-d2/finetune/mr/seed0/z.safetensors"
+    dry = snakemake(work, config, "--dry-run", target)
+    assert scheduled(dry) == {"results/subspace/learned-d2/projections.safetensors", target}, dry.stdout[-2000:]
+    result = snakemake(work, config, target)
+    assert result.returncode == 0, result.stderr[-3000:]
+    learned = load_space(work / "results" / "subspace" / "learned-d2" / "projections.safetensors")
+    svd = load_space(work / "results" / "subspace" / "svd-d2" / "projections.safetensors")
+    assert learned.subspace.method == "learned" and learned.meta["rows"] == svd.meta["rows"]
+    for det in DETS:
+        assert learned.subspace.projections[det].shape == svd.subspace.projections[det].shape
+        assert torch.equal(learned.inits[det], svd.inits[det])
+    history = load_table(work / "results" / "subspace" / "learned-d2" / "history.parquet")
+    assert set(history.det) == set(DETS) and list(history.step.unique()) == [2, 4]
+    z, meta = load_tensors(work / target)
+    assert z["z"].shape == (2,) and meta["space"] == "learned-d2"
+
+
 def test_snakemake_report_gathers_the_plots(tiny_run):
     result = snakemake(tiny_run, TINY, "--report", "report.zip")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -135,7 +172,7 @@ def test_nothing_to_do_after_a_run(tiny_run):
 SUBSPACE_JOBS = {  # tiny: one subspace (svd, d=2), optimised on sst2 and mr, landscape on the held-out mr
     "results/subspace/svd-d2/projections.safetensors",
     *{f"results/optimized/svd-d2/{det}/{task}/seed0/z.safetensors"
-      for det in ("lora", "adapter", "prefix", "prompt", "bitfit") for task in ("sst2", "mr")},
+      for det in DETS for task in ("sst2", "mr")},
     "results/transfer/svd-d2/sst2/seed0.parquet",
     "results/transfer/svd-d2/mr/seed0.parquet",
     "results/landscape/svd-d2/mr.parquet",
@@ -211,7 +248,7 @@ def test_new_task_trains_only_its_own_runs(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     trained = {p for p in scheduled(result) if p.startswith("results/dets/")}
     assert trained == {f"results/dets/{det}/subj/seed0/delta.safetensors"
-                       for det in ("lora", "adapter", "prefix", "prompt", "bitfit")}
+                       for det in DETS}
 
 
 def library_copy(tmp_path: Path) -> Path:
@@ -247,4 +284,4 @@ def test_library_change_reruns_the_stages_that_use_it(tiny_run, tmp_path, module
     else:
         assert not [p for p in jobs if p.startswith("results/dets/")]
         assert {p for p in jobs if p.startswith("results/stacked/")} == {
-            f"results/stacked/{det}.safetensors" for det in ("adapter", "bitfit", "lora", "prefix", "prompt")}
+            f"results/stacked/{det}.safetensors" for det in DETS}

@@ -19,8 +19,10 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from .paper import SINGLE_TASK_ROWS
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-DET_METHODS: tuple[str, ...] = ("lora", "adapter", "prefix", "prompt", "bitfit")
+DET_METHODS: tuple[str, ...] = ("lora", "adapter", "prefix", "prompt", "bitfit", "finetune")
 
 _MISSING = object()
 
@@ -180,7 +182,7 @@ def _fraction_sum(data: Any) -> list[tuple[str, str]]:
 def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
     """Cross-checks of subspace: and landscape: against the tasks, seeds and DETs (after the schema)."""
     errors = []
-    tasks, dets, seeds = task_names(cfg), det_names(cfg), cfg["train"]["seeds"]
+    tasks, dets = task_names(cfg), det_names(cfg)
     sub, land = cfg["subspace"], cfg["landscape"]
     if not sub["enabled"]:
         return errors
@@ -189,17 +191,26 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
         unknown = [n for n in names or [] if n not in known]
         if unknown:
             errors.append((key, f"{', '.join(map(repr, unknown))} not in the config (known: {', '.join(known)})"))
-    unknown = [s for s in sub["seeds"] or [] if s not in seeds]
-    if unknown:
-        errors.append(("subspace.seeds", f"{unknown} are not train.seeds {seeds}: each needs its original-space run"))
+    paper_rows = cfg["report"]["paper_rows"]
+    for task, row in paper_rows.items():
+        if task not in tasks:
+            errors.append((f"report.paper_rows.{task}", f"no such task (known: {', '.join(tasks)})"))
+        if row not in SINGLE_TASK_ROWS:
+            errors.append((f"report.paper_rows.{task}", f"{row!r} is not a row of the paper's Table 1 "
+                                                         f"(rows: {'; '.join(SINGLE_TASK_ROWS)})"))
+    optimised = [t for t in sub["tasks"] or tasks if t in tasks]
+    for task in optimised:
+        unknown = [s for s in sub["seeds"] or [] if s not in task_seeds(cfg, task)]
+        if unknown:
+            errors.append(("subspace.seeds", f"{unknown} are not seeds of {task!r} {task_seeds(cfg, task)}: each "
+                                             "needs its original-space run"))
     building = [t for t in tasks if t not in sub["held_out"]]
-    rows = len(building) * len(seeds)
+    rows = sum(len(task_seeds(cfg, t)) for t in building)
     if not building:
         errors.append(("subspace.held_out", "every task is held out: at least one task must build the subspace"))
-    elif max(sub["dims"]) > rows - 1:
-        errors.append(("subspace.dims", f"{max(sub['dims'])} is too large: {len(building)} tasks x {len(seeds)} seeds "
-                       f"= {rows} solutions per DET span at most {rows - 1} directions around their mean"))
-    optimised = sub["tasks"] or tasks
+    elif "svd" in sub["methods"] and max(sub["dims"]) > rows - 1:
+        errors.append(("subspace.dims", f"{max(sub['dims'])} is too large for svd: {', '.join(building)} give {rows} "
+                       f"solutions per DET, which span at most {rows - 1} directions around their mean"))
     outside = [t for t in landscape_tasks(cfg) if t not in optimised]
     if land["enabled"] and outside:
         errors.append(("landscape.tasks", f"{', '.join(outside)} not optimised in the subspace (subspace.tasks)"))
@@ -406,11 +417,34 @@ def det_config(cfg: dict, det: str) -> dict:
 
 
 def task_config(cfg: dict, task: str) -> dict:
-    """The entry of one task of a validated config, `name` included."""
+    """How a job loads one task: its entry of a validated config, `name` included, `seeds` left out (which
+    runs exist is not what a run computes: a new seed reruns nothing)."""
+    entry = _task_entry(cfg, task)
+    return {key: copy.deepcopy(value) for key, value in entry.items() if key != "seeds"}
+
+
+def _task_entry(cfg: dict, task: str) -> dict:
     for entry in cfg["tasks"]:
         if entry["name"] == task:
-            return copy.deepcopy(entry)
+            return entry
     raise ConfigError(_line("tasks", f"no task named {task!r} (known: {', '.join(task_names(cfg))})"))
+
+
+def task_seeds(cfg: dict, task: str) -> list[int]:
+    """The training seeds of one task: its own `seeds`, else train.seeds."""
+    return list(_task_entry(cfg, task).get("seeds") or cfg["train"]["seeds"])
+
+
+def runs(cfg: dict) -> list[tuple[str, int]]:
+    """Every (task, seed) that each DET is trained on."""
+    return [(task, seed) for task in task_names(cfg) for seed in task_seeds(cfg, task)]
+
+
+def optimize_runs(cfg: dict) -> list[tuple[str, int]]:
+    """Every (task, seed) optimised in each subspace: subspace.tasks (every task if null) from
+    subspace.seeds (each task's own seeds if null)."""
+    sub = cfg["subspace"]
+    return [(task, seed) for task in sub["tasks"] or task_names(cfg) for seed in sub["seeds"] or task_seeds(cfg, task)]
 
 
 def landscape_tasks(cfg: dict) -> list[str]:

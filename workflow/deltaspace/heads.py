@@ -49,6 +49,7 @@ class Classifier(nn.Module):
         self.max_length = max_length
         self.temperature = temperature
         self.pooling = pooling
+        self.answer_prefix = answer_prefix
         self.suffix = []
         if kind == "causal":
             self.suffix = tokenizer(answer_prefix, add_special_tokens=False)["input_ids"]
@@ -61,6 +62,11 @@ class Classifier(nn.Module):
             enc = self.collate([self.encode_one(name) for name in self.labels])
             self.register_buffer("label_ids", enc["input_ids"], persistent=False)
             self.register_buffer("label_mask", enc["attention_mask"], persistent=False)
+
+    def for_labels(self, labels: Sequence[str]) -> Classifier:
+        """A classifier for another task's labels on the same model (its DET tensors shared, not copied)."""
+        return Classifier(self.model, self.tokenizer, self.kind, labels, max_length=self.max_length,
+                          temperature=self.temperature, pooling=self.pooling, answer_prefix=self.answer_prefix)
 
     # -- tokenisation --------------------------------------------------------------------------
     def encode_one(self, text: str, pair: str | None = None) -> list[int]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .io import atomic_path, load_table, pyplot, save_figure, save_table
 from .landscape import shares
+from .paper import SETTINGS
 
 METRIC = "accuracy"
 
@@ -69,11 +70,28 @@ def landscape_table(landscape: pd.DataFrame, solutions: pd.DataFrame, original: 
     return pd.DataFrame(out)
 
 
-def _mean_std(values: pd.Series, scale: float = 100.0) -> str:
-    if values.isna().all():
+def seed_spread(frame: pd.DataFrame, column: str) -> tuple[float, float, int]:
+    """Mean and standard deviation over seeds of `column`, first averaged within each seed (over tasks,
+    pairs, ...): the spread a rerun with other seeds would show. The std is NaN for one seed."""
+    per_seed = frame.dropna(subset=[column]).groupby("seed")[column].mean()
+    if per_seed.empty:
+        return float("nan"), float("nan"), 0
+    return float(per_seed.mean()), float(per_seed.std()) if len(per_seed) > 1 else float("nan"), len(per_seed)
+
+
+def _mean_std(frame: pd.DataFrame, column: str = "relative", scale: float = 100.0) -> str:
+    mean, std, n = seed_spread(frame, column)
+    if n == 0:
         return "-"
-    mean = values.mean() * scale
-    return f"{mean:.1f}" if len(values) < 2 else f"{mean:.1f} ± {values.std() * scale:.1f}"
+    return f"{mean * scale:.1f}" if n < 2 else f"{mean * scale:.1f} ± {std * scale:.1f}"
+
+
+def within_spread(difference: float, *stds: float) -> str:
+    """'within' when a difference is no larger than the larger seed standard deviation of what it compares."""
+    known = [s for s in stds if s == s]  # not NaN
+    if not known:
+        return "one seed"
+    return "within" if abs(difference) <= max(known) else "outside"
 
 
 def subspace_markdown(table: pd.DataFrame) -> str:
@@ -86,16 +104,17 @@ def subspace_markdown(table: pd.DataFrame) -> str:
             line = {"task": f"{task} ({'seen' if seen else 'unseen'})"}
             for det in dets:
                 g = group[group.det == det]
-                line[det] = f"{_mean_std(g.relative)} ({g.subspace.mean():.3f} / {g.original.mean():.3f})"
+                line[det] = f"{_mean_std(g)} ({g.subspace.mean():.3f} / {g.original.mean():.3f})"
             line["start / zero-shot / majority"] = (f"{group.start.mean():.3f} / {group.zero_shot.mean():.3f} / "
                                                     f"{group.majority.mean():.3f}")
             lines.append(line)
         for seen, name in [(False, "average, unseen"), (True, "average, seen")]:
             part = rows[rows.seen == seen]
             if not part.empty:
-                lines.append({"task": name, **{det: _mean_std(part[part.det == det].relative) for det in dets}})
+                lines.append({"task": name, **{det: _mean_std(part[part.det == det]) for det in dets}})
         frame = pd.DataFrame(lines).fillna("")
-        parts.append(f"### {space}\n\nRelative performance, % (subspace / original-space test accuracy):\n\n"
+        parts.append(f"### {space}\n\nRelative performance, % (subspace / original-space test accuracy; mean ± std over "
+                     "seeds):\n\n"
                      + frame.to_markdown(index=False))
     return "\n\n".join(parts)
 
@@ -109,14 +128,158 @@ def transfer_markdown(table: pd.DataFrame) -> str:
         for (source, target), group in pairs.groupby(["source", "target"], sort=False):
             line = {"transfer": f"{source} -> {target}"}
             for task, g in group.groupby("task", sort=True):
-                line[task] = f"{_mean_std(g.relative)} ({g.accuracy.mean():.3f})"
-            line["average"] = _mean_std(group.relative)
+                line[task] = f"{_mean_std(g)} ({g.accuracy.mean():.3f})"
+            line["average"] = _mean_std(group)
             lines.append(line)
         majority = {task: f"({g.majority.mean():.3f})" for task, g in rows.groupby("task", sort=True)}
         lines.append({"transfer": "majority class", **majority, "average": ""})
         parts.append(f"### {space}\n\nRelative performance, % of the target DET's original-space test accuracy "
                      "(accuracy in brackets):\n\n" + pd.DataFrame(lines).fillna("").to_markdown(index=False))
     return "\n\n".join(parts)
+
+
+def original_table(original: pd.DataFrame) -> pd.DataFrame:
+    """One row per (det, task): original-space test accuracy, mean and std over seeds, and the seed count."""
+    acc = _test(original, METRIC, ["det", "task", "seed"], "accuracy")
+    out = acc.groupby(["task", "det"], sort=True).accuracy.agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"count": "seeds"})
+
+
+def original_markdown(table: pd.DataFrame) -> str:
+    lines = []
+    for task, rows in table.groupby("task", sort=True):
+        line = {"task": task}
+        for r in rows.itertuples():
+            line[r.det] = f"{r.mean:.3f}" if r.seeds < 2 else f"{r.mean:.3f} ± {r.std:.3f}"
+        lines.append(line)
+    return ("Test accuracy in the original space (mean ± std over seeds):\n\n"
+            + pd.DataFrame(lines).fillna("").to_markdown(index=False))
+
+
+def _spaces_by_dim(table: pd.DataFrame) -> dict[int, list[str]]:
+    spaces = sorted(table.space.unique()) if len(table) else []
+    out: dict[int, list[str]] = {}
+    for space in spaces:
+        out.setdefault(int(space.split("-d")[1]), []).append(space)
+    return {dim: names for dim, names in out.items() if len(names) > 1}
+
+
+def methods_table(sub: pd.DataFrame, trans: pd.DataFrame) -> pd.DataFrame:
+    """Each decomposition method against svd at the same dim, on the same solutions: per (task, det) the
+    relative performance of subspace optimisation, and per task the average cross-DET transfer."""
+    rows = []
+    pairs = trans[trans.source != trans.target]
+    for dim, spaces in _spaces_by_dim(sub).items():
+        reference = f"svd-d{dim}" if f"svd-d{dim}" in spaces else spaces[0]
+        items = [("optimisation", (seen, task), det, sub[(sub.task == task) & (sub.det == det)])
+                 for (seen, task), _ in sub.groupby(["seen", "task"], sort=False) for det in sorted(sub.det.unique())]
+        items += [("transfer", (None, task), "all pairs", pairs[pairs.task == task]) for task in sorted(pairs.task.unique())]
+        for what, (seen, task), det, frame in items:
+            ref = seed_spread(frame[frame.space == reference], "relative")
+            for space in spaces:
+                if space == reference:
+                    continue
+                got = seed_spread(frame[frame.space == space], "relative")
+                rows.append({"dim": dim, "what": what, "task": task, "seen": seen, "det": det,
+                             "reference": reference, "reference_mean": ref[0], "reference_std": ref[1],
+                             "space": space, "mean": got[0], "std": got[1], "seeds": got[2],
+                             "difference": got[0] - ref[0],
+                             "spread": within_spread(got[0] - ref[0], ref[1], got[1])})
+    return pd.DataFrame(rows)
+
+
+def methods_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "Only one decomposition method per dimension: nothing to compare."
+    parts = []
+    for (dim, space, reference), rows in table.groupby(["dim", "space", "reference"], sort=True):
+        lines = []
+        for r in rows.itertuples():
+            where = "" if r.seen is None else f" ({'seen' if r.seen else 'unseen'})"
+            lines.append({"what": r.what, "task": f"{r.task}{where}", "det": r.det,
+                          reference: _fmt(r.reference_mean, r.reference_std), space: _fmt(r.mean, r.std),
+                          "difference": f"{100 * r.difference:+.1f}", "seed spread": r.spread})
+        parts.append(f"### {space} against {reference}\n\nRelative performance, % (mean ± std over seeds); a "
+                     "difference is 'within' the spread when it is no larger than the larger of the two standard "
+                     "deviations:\n\n" + pd.DataFrame(lines).to_markdown(index=False, disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def _fmt(mean: float, std: float) -> str:
+    if mean != mean:
+        return "-"
+    return f"{100 * mean:.1f}" if std != std else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def paper_table(sub: pd.DataFrame, trans: pd.DataFrame, setting: str, paper_rows: dict[str, str],
+                det_methods: dict[str, str]) -> pd.DataFrame:
+    """Ours beside the paper's numbers: subspace optimisation on the unseen tasks (per task where the config
+    maps it to a paper row, and the average) and cross-DET transfer averages, per subspace and DET."""
+    paper = SETTINGS[setting]
+    unseen = sub[~sub.seen]
+    rows = []
+    for space in sorted(unseen.space.unique()):
+        part = unseen[unseen.space == space]
+        for det in sorted(part.det.unique()):
+            method = det_methods.get(det, det)
+            for task in sorted(part.task.unique()):
+                row = paper_rows.get(task)
+                ref = paper["rows"].get(row, {}).get(method) if row else None
+                rows.append(_against(space, "optimisation", task, det, part[(part.det == det) & (part.task == task)],
+                                     ref, row or ""))
+            rows.append(_against(space, "optimisation", "average", det, part[part.det == det],
+                                 paper["average"].get(method), "average"))
+        pairs = trans[(trans.space == space) & (trans.source != trans.target) & trans.task.isin(part.task)]
+        for (source, target), group in pairs.groupby(["source", "target"], sort=True):
+            key = (det_methods.get(source, source), det_methods.get(target, target))
+            rows.append(_against(space, "transfer", "average", f"{source} -> {target}", group,
+                                 paper["transfer"].get(key), "average"))
+    return pd.DataFrame(rows)
+
+
+def _against(space: str, what: str, task: str, det: str, frame: pd.DataFrame, paper: float | None,
+             paper_row: str) -> dict:
+    mean, std, n = seed_spread(frame, "relative")
+    ours = 100 * mean
+    return {"space": space, "what": what, "task": task, "det": det, "ours": ours, "std": 100 * std, "seeds": n,
+            "paper": paper, "paper_row": paper_row,
+            "spread": within_spread(ours - paper, 100 * std) if paper is not None else ""}
+
+
+def paper_markdown(table: pd.DataFrame, setting: str) -> str:
+    if table.empty:
+        return "No unseen task was optimised: nothing to set beside the paper."
+    optimisation, transfer = SETTINGS[setting]["tables"]
+    parts = []
+    for space, rows in table.groupby("space", sort=True):
+        opt = rows[rows.what == "optimisation"]
+        lines = []
+        for task, group in opt.groupby("task", sort=False):
+            row = group.paper_row.iloc[0]
+            line = {"task": "average, unseen" if task == "average" else f"{task} ({row})" if row else task}
+            lines.append(line | {r.det: _beside(r) for r in group.itertuples()})
+        matrix = {}
+        for r in rows[rows.what == "transfer"].itertuples():
+            source, target = r.det.split(" -> ")
+            matrix.setdefault(source, {"source \\ target": source})[target] = _beside(r)
+        frame = pd.DataFrame(list(matrix.values())).fillna("-")
+        frame = frame[["source \\ target"] + [c for c in sorted(frame.columns) if c != "source \\ target"]]
+        parts.append(
+            f"### {space}: subspace optimisation on the unseen tasks (the paper's {optimisation})\n\n"
+            "Relative performance, %: ours (mean ± std over seeds) / the paper's; 'within' when the paper's number "
+            "lies within one standard deviation of ours:\n\n"
+            + pd.DataFrame(lines).fillna("").to_markdown(index=False, disable_numparse=True)
+            + f"\n\n### {space}: cross-DET transfer, average over the unseen tasks (the paper's {transfer})\n\n"
+            "Source DET's code decoded with the target DET's projection, % of the target's original-space "
+            "accuracy: ours / the paper's:\n\n" + frame.to_markdown(index=False, disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def _beside(r) -> str:
+    ours = f"{r.ours:.1f}" if r.seeds < 2 else f"{r.ours:.1f} ± {r.std:.1f}"
+    if r.paper is None or r.paper != r.paper:
+        return ours
+    return f"{ours} / {r.paper:.1f} ({r.spread})"
 
 
 def plot_relative(table: pd.DataFrame, path) -> None:
@@ -162,7 +325,9 @@ def _write(path: Path, text: str) -> None:
 
 
 def build_report(*, original: list, optimized: list, transfer: list, landscape: list, solutions: list,
-                 reconstruction: list, held_out: list[str], threshold: float, out_dir) -> None:
+                 reconstruction: list, held_out: list[str], threshold: float, out_dir,
+                 det_methods: dict[str, str] | None = None, paper: str | None = None,
+                 paper_rows: dict[str, str] | None = None) -> None:
     out = Path(out_dir)
     original_frame = _concat(original)
     sub = subspace_table(original_frame, _concat(optimized), held_out)
@@ -172,12 +337,19 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     recon = _concat(reconstruction).groupby(["space", "det", "seen"], as_index=False)[
         ["relative_error", "unexplained"]].mean()
 
+    orig = original_table(original_frame)
+    methods = methods_table(sub, trans)
     sections = {
+        "original": (orig, original_markdown(orig)),
         "subspace": (sub, subspace_markdown(sub)),
+        "methods": (methods, methods_markdown(methods)),
         "transfer": (trans, transfer_markdown(trans)),
         "landscape": (land, land.to_markdown(index=False, floatfmt=".3f") if len(land) else "No landscape was swept."),
         "reconstruction": (recon, recon.to_markdown(index=False, floatfmt=".3f")),
     }
+    if paper:
+        compared = paper_table(sub, trans, paper, paper_rows or {}, det_methods or {})
+        sections["paper"] = (compared, paper_markdown(compared, paper))
     for name, (frame, text) in sections.items():
         save_table(out / f"{name}.parquet", frame)
         _write(out / f"{name}.md", text + "\n")
@@ -186,7 +358,10 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
 
     heatmaps = [Path(p).with_suffix(".png") for p in landscape]
     titles = {
+        "original": "The DETs in their original space",
         "subspace": "Optimisation in the subspace",
+        "methods": "Decomposition methods compared on the same solutions",
+        "paper": f"Beside the paper ({' and '.join(SETTINGS[paper]['tables']) if paper else ''})",
         "transfer": "Cross-DET transfer",
         "landscape": f"Landscape: share of the grid where every DET reaches {threshold:.0%} of its reference",
         "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the "

@@ -94,8 +94,11 @@ def _stack_stats(stack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd") -> Subspace:
     """Jointly decompose the DETs' solution stacks (each rows x D_det, rows aligned) into a dim-subspace."""
+    if method == "learned":
+        raise SubspaceError("method 'learned' trains with the backbone and the tasks' data: call "
+                            "deltaspace.learned.learn, or run the workflow's decompose_learned rule")
     if method not in METHODS:
-        raise SubspaceError(f"unknown decomposition method {method!r} (known: {', '.join(METHODS)})")
+        raise SubspaceError(f"unknown decomposition method {method!r} (known: {', '.join(METHODS)}, learned)")
     if not stacks:
         raise SubspaceError("no stacks to decompose")
     sizes = {det: tuple(s.shape) for det, s in stacks.items()}
@@ -257,8 +260,12 @@ def load_space(path) -> SpaceFile:
 
 
 def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dict[str, str], indexes: dict[str, str],
-                     projections_path, codes_path, reconstruction_path) -> None:
-    """Stage decompose: the seen rows of every DET's stack, aligned by (task, seed), jointly decomposed."""
+                     projections_path, codes_path, reconstruction_path, learning: dict | None = None) -> None:
+    """Stage decompose: the seen rows of every DET's stack, aligned by (task, seed), jointly decomposed.
+
+    method `learned` also needs `learning`: backbone, data, tasks (name -> task config), settings
+    (subspace.learned), device, threads, base_dir and history_path (its loss curve).
+    """
     data, frames, metas = {}, {}, {}
     for det, path in stacked.items():
         tensors, metas[det] = load_tensors(path)
@@ -286,12 +293,23 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
     if seen.empty:
         raise SubspaceError(f"every task is held out ({', '.join(held_out)}): no solutions build the subspace")
     mask = torch.as_tensor(is_seen)
-    subspace = decompose({det: d[mask] for det, d in deltas.items()}, dim, method)
     # Decoded deltas are added to one set of initial values: those of the first row of the smallest seed
     # (with train.init_seed set, every row has the same ones).
     first_row = int(seen.seed.to_numpy().argmin())
     inits = {det: init[mask][first_row] for det, init in initial.items()}
     shared = all(bool((init[mask] == inits[det]).all()) for det, init in initial.items())
+    seen_deltas = {det: d[mask] for det, d in deltas.items()}
+    if method == "learned":
+        if learning is None:
+            raise SubspaceError("method 'learned' needs the backbone, data and settings (learning=...)")
+        from .learned import learn_stage  # transformers and the backbone: only this method needs them
+
+        subspace = learn_stage(deltas=seen_deltas, tasks=seen.task.tolist(), inits=inits, dim=dim,
+                               layouts={det: Layout.from_json(m["layout"]) for det, m in metas.items()},
+                               det_configs={det: m["det_config"] for det, m in metas.items()},
+                               backbone=metas[first]["backbone"], **learning)
+    else:
+        subspace = decompose(seen_deltas, dim, method)
     reference = seen.iloc[first_row]
     meta = {
         "method": method,

@@ -10,6 +10,8 @@ from deltaspace.config import (
     det_names,
     landscape_dets,
     landscape_tasks,
+    optimize_runs,
+    runs,
     task_config,
     task_names,
     validate_config,
@@ -22,7 +24,7 @@ except ConfigError as exc:
 
 DETS = det_names(CFG)
 TASKS = task_names(CFG)
-SEEDS = CFG["train"]["seeds"]
+RUNS = runs(CFG)  # (task, seed) pairs: train.seeds, or a task's own seeds
 # Which seeds exist decides which jobs exist, and threads how fast they run, not what a job computes:
 # both stay out of train's params, so changing them reruns nothing.
 TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds", "threads")}
@@ -47,6 +49,7 @@ CODE = {
     "train_det": library("stages.py", *MODEL),
     "stack_deltas": library("stack.py", "delta.py", "io.py"),
     "decompose": library("subspace.py", "delta.py", "io.py"),
+    "decompose_learned": library("subspace.py", "learned.py", *MODEL),
     "in_subspace": library("insubspace.py", "subspace.py", *MODEL),
     "landscape": library("insubspace.py", "subspace.py", "landscape.py", *MODEL),
     "report": library("report.py", "landscape.py", "io.py"),
@@ -68,8 +71,7 @@ def spaces(min_dim=1):
 
 
 SPACES = spaces()
-OPT_TASKS = SUB["tasks"] or TASKS
-OPT_SEEDS = SUB["seeds"] or SEEDS
+OPT_RUNS = optimize_runs(CFG)
 OPTIMIZE = SUB["optimize"] | {"device": CFG["train"]["device"]}
 # transfer and landscape evaluate with train's batch size on train's device.
 EVAL = {"eval_batch_size": CFG["train"]["eval_batch_size"], "device": CFG["train"]["device"]}
@@ -77,7 +79,8 @@ EVAL = {"eval_batch_size": CFG["train"]["eval_batch_size"], "device": CFG["train
 LAND = CFG["landscape"]
 LAND_DETS = landscape_dets(CFG)
 LAND_TASKS = landscape_tasks(CFG)
-LAND_SEED = OPT_SEEDS[0]
+# Each landscape task is swept on the codes of its first optimisation seed.
+LAND_SEED = {task: min(seed for t, seed in OPT_RUNS if t == task) for task in LAND_TASKS}
 # A plane needs two solutions and two dimensions.
 LAND_SPACES = spaces(min_dim=2) if LAND["enabled"] and len(LAND_DETS) >= 2 else []
 
@@ -86,27 +89,28 @@ wildcard_constraints:
     det="|".join(DETS),
     task="|".join(TASKS),
     seed=r"\d+",
-    method="|".join(SUB["methods"]),
     dim=r"\d+",
     space=r"[a-z]+-d\d+",
 
 
 def per_run(kind):
     """One DET's train_det outputs of a kind, over every task and seed."""
-    return lambda wc: expand(f"results/dets/{wc.det}/{{task}}/seed{{seed}}/{kind}", task=TASKS, seed=SEEDS)
+    return lambda wc: [f"results/dets/{wc.det}/{task}/seed{seed}/{kind}" for task, seed in RUNS]
 
 
-def codes_of(dets, seed=None):
-    """The optimised codes of these DETs for the job's space and task (and seed, unless given)."""
+def codes_of(dets, seeds=None):
+    """The optimised codes of these DETs for the job's space and task (and seed: the job's, or seeds[task])."""
     return lambda wc: expand(
         "results/optimized/{space}/{det}/{task}/seed{seed}/z.safetensors",
-        space=wc.space, det=dets, task=wc.task, seed=wc.seed if seed is None else seed,
+        space=wc.space, det=dets, task=wc.task, seed=wc.seed if seeds is None else seeds[wc.task],
     )
 
 
+PAPER = CFG["report"]["paper"]
 REPORT = {
-    "tables": [f"results/report/{name}.{ext}" for name in ("subspace", "transfer", "landscape", "reconstruction")
-               for ext in ("parquet", "md")],
+    "tables": [f"results/report/{name}.{ext}"
+               for name in ("subspace", "original", "methods", "transfer", "landscape", "reconstruction")
+               + (("paper",) if PAPER else ()) for ext in ("parquet", "md")],
     "plots": ["results/report/relative.png", "results/report/dims.png"],
     "index": ["results/report/index.md", "results/report/index.html"],
 }

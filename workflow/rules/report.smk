@@ -1,12 +1,12 @@
 rule report:
     """Tables in the paper's form and plots, from every stage's outputs, gathered in results/report/."""
     input:
-        original=expand("results/dets/{det}/{task}/seed{seed}/metrics.parquet", det=DETS, task=TASKS, seed=SEEDS),
-        optimized=expand(
-            "results/optimized/{space}/{det}/{task}/seed{seed}/metrics.parquet",
-            space=SPACES, det=DETS, task=OPT_TASKS, seed=OPT_SEEDS,
-        ),
-        transfer=expand("results/transfer/{space}/{task}/seed{seed}.parquet", space=SPACES, task=OPT_TASKS, seed=OPT_SEEDS),
+        original=[f"results/dets/{det}/{task}/seed{seed}/metrics.parquet" for det in DETS for task, seed in RUNS],
+        optimized=[
+            f"results/optimized/{space}/{det}/{task}/seed{seed}/metrics.parquet"
+            for space in SPACES for det in DETS for task, seed in OPT_RUNS
+        ],
+        transfer=[f"results/transfer/{space}/{task}/seed{seed}.parquet" for space in SPACES for task, seed in OPT_RUNS],
         landscape=expand("results/landscape/{space}/{task}.parquet", space=LAND_SPACES, task=LAND_TASKS),
         solutions=expand("results/landscape/{space}/{task}.solutions.parquet", space=LAND_SPACES, task=LAND_TASKS),
         reconstruction=expand("results/subspace/{space}/reconstruction.parquet", space=SPACES),
@@ -22,6 +22,9 @@ rule report:
         code=CODE["report"],
         held_out=SUB["held_out"],
         threshold=LAND["threshold"],
+        det_methods={det: CFG["dets"][det]["method"] for det in DETS},
+        paper=PAPER,
+        paper_rows=CFG["report"]["paper_rows"],
     conda:
         "../../envs/deltaspace.yaml"
     script:

@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule decompose (a thin call into deltaspace.subspace)."""
+"""Snakemake entry point of rules decompose and decompose_learned (a thin call into deltaspace.subspace)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
@@ -8,8 +8,21 @@ from deltaspace.subspace import decompose_stacks
 
 with logged(snakemake.log[0]):
     dets = snakemake.params.dets
+    method = "learned" if snakemake.rule == "decompose_learned" else "svd"
+    learning = None
+    if method == "learned":
+        settings = dict(snakemake.params.learned)
+        learning = {
+            "data": snakemake.params.data,
+            "task_configs": snakemake.params.tasks,
+            "settings": settings,
+            "device": settings.pop("device"),
+            "base_dir": f"{snakemake.scriptdir}/../..",  # the Snakefile's folder
+            "history_path": snakemake.output.history,
+            "threads": snakemake.threads,
+        }
     decompose_stacks(
-        method=snakemake.wildcards.method,
+        method=method,
         dim=int(snakemake.wildcards.dim),
         held_out=snakemake.params.held_out,
         stacked=dict(zip(dets, snakemake.input.stacked)),
@@ -17,4 +30,5 @@ with logged(snakemake.log[0]):
         projections_path=snakemake.output.projections,
         codes_path=snakemake.output.codes,
         reconstruction_path=snakemake.output.reconstruction,
+        learning=learning,
     )

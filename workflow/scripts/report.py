@@ -16,5 +16,8 @@ with logged(snakemake.log[0]):
         reconstruction=list(snakemake.input.reconstruction),
         held_out=snakemake.params.held_out,
         threshold=snakemake.params.threshold,
+        det_methods=dict(snakemake.params.det_methods),
+        paper=snakemake.params.paper,
+        paper_rows=dict(snakemake.params.paper_rows),
         out_dir=snakemake.output.markdown.rsplit("/", 1)[0],
     )

@@ -1,0 +1,105 @@
+"""Method `learned` (the paper's stage 1): the convex mixing, the svd start, and training on tiny backbones."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deltaspace.delta import Layout
+from deltaspace.heads import build_classifier
+from deltaspace.learned import Projections, convex_weights, learn
+from deltaspace.subspace import Decoded, SubspaceError, decompose
+from deltaspace.tasks import load_task
+from deltaspace.train import Split, predict
+
+from conftest import ROOT
+from test_subspace import planted
+
+SETTINGS = {"steps": 6, "batch_size": 4, "lr": 1e-3, "alpha": 0.1, "init": "svd", "seed": 0, "log_every": 3}
+
+
+def test_convex_weights_are_a_point_of_the_simplex_favouring_no_det():
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([convex_weights(3, g) for _ in range(6000)])
+    assert (draws >= 0).all() and torch.allclose(draws.sum(1), torch.ones(6000))
+    # a ~ U(0, 1), b ~ U(0, 1 - a), c = 1 - a - b in a random order: each DET gets 1/3 on average
+    assert torch.allclose(draws.mean(0), torch.full((3,), 1 / 3), atol=0.02)
+    assert draws.max(1).values.mean() > 0.55  # not all near the centre: the mixtures reach the corners
+
+
+def test_the_svd_start_encodes_and_decodes_like_svd():
+    stacks, _, _ = planted(rows=8, dim=3)
+    svd = decompose(stacks, 3)
+    for det, stack in stacks.items():
+        proj = Projections(stack.shape[1], 3)
+        proj.start_at(svd.projections[det], svd.offsets[det])
+        with torch.no_grad():
+            codes = proj.down(stack)
+            rebuilt = proj.offset + proj.up(svd.codes)
+        # tanh(s z) / s stays within a few percent of whitened codes; up(z) is exactly svd's decode
+        assert torch.allclose(codes, svd.codes, atol=0.1 * svd.codes.abs().max())
+        assert torch.allclose(rebuilt, svd.decode(det, svd.codes), atol=1e-5)
+
+
+def test_decompose_points_learned_to_its_own_entry():
+    stacks, _, _ = planted(rows=4, dim=2)
+    with pytest.raises(SubspaceError, match="deltaspace.learned.learn"):
+        decompose(stacks, 2, "learned")
+
+
+def tiny_setup(tiny, dets=("lora", "bitfit"), rows=3):
+    """Solutions of two DETs on sst2 (random deltas: the test is about the learning, not their quality)."""
+    task = load_task(next(t for t in tiny["tasks"] if t["name"] == "sst2"), tiny["data"], ROOT)
+    models, layouts, deltas, inits = {}, {}, {}, {}
+    g = torch.Generator().manual_seed(1)
+    for det in dets:
+        clf, _ = build_classifier(tiny["backbone"], tiny["dets"][det], task.labels, 0)
+        layouts[det] = Layout.of_trainable(clf)
+        inits[det] = layouts[det].flatten({n: p for n, p in clf.named_parameters() if p.requires_grad})
+        clf.requires_grad_(False)
+        models[det] = {"sst2": clf}
+        deltas[det] = 0.05 * torch.randn(rows, layouts[det].size, generator=g)
+    split = Split.of(models[dets[0]]["sst2"], task.splits["train"])
+    return dict(deltas=deltas, tasks=["sst2"] * rows, models=models, train_splits={"sst2": split}, inits=inits,
+                layouts=layouts), task
+
+
+def test_zero_lr_keeps_the_svd_start_and_gives_a_subspace_like_svds(tiny):
+    setup, _ = tiny_setup(tiny)
+    space, history = learn(**setup, dim=2, settings=SETTINGS | {"lr": 1e-12}, device=torch.device("cpu"))
+    svd = decompose(setup["deltas"], 2)
+    assert space.method == "learned" and space.name == "learned-d2" and space.dets == ["lora", "bitfit"]
+    for det in space.dets:
+        assert torch.allclose(space.projections[det], svd.projections[det], atol=1e-6)
+        assert torch.equal(space.offsets[det], svd.offsets[det])
+    assert list(history.columns) == ["step", "det", "task_loss", "distance", "seconds"]
+    assert sorted(history.step.unique()) == [3, 6] and history.task_loss.notna().all()
+
+
+def test_training_moves_both_projections_and_lowers_the_distance(tiny):
+    setup, _ = tiny_setup(tiny)
+    settings = SETTINGS | {"init": "random", "alpha": 10.0, "lr": 1e-2, "steps": 30, "log_every": 10}
+    torch.manual_seed(0)  # learn's seed: the same default init it starts from
+    start = Projections(setup["deltas"]["lora"].shape[1], 2).up.weight.detach()
+    still, _ = learn(**setup, dim=2, settings=settings | {"lr": 1e-12, "steps": 1}, device=torch.device("cpu"))
+    assert torch.allclose(still.projections["lora"], start, atol=1e-6)
+    space, history = learn(**setup, dim=2, settings=settings, device=torch.device("cpu"))
+    assert (space.projections["lora"] - start).abs().max() > 1e-3
+    assert torch.equal(space.offsets["lora"], torch.zeros_like(space.offsets["lora"]))  # the paper's b = 0
+    first, last = (history[history.step == s].distance.sum() for s in (10, 30))
+    assert last < first, history
+
+
+def test_a_learned_subspace_decodes_into_a_working_classifier(tiny):
+    setup, task = tiny_setup(tiny)
+    space, _ = learn(**setup, dim=2, settings=SETTINGS, device=torch.device("cpu"))
+    clf = setup["models"]["lora"]["sst2"]
+    model = Decoded(clf, setup["layouts"]["lora"], space.projections["lora"], space.offsets["lora"],
+                    setup["inits"]["lora"], space.codes[0])
+    preds = predict(model, Split.of(model, task.splits["test"]), 16, torch.device("cpu"))
+    assert preds.shape == (len(task.splits["test"]),) and set(preds) <= {0, 1}
+
+
+def test_rows_must_match_the_tasks(tiny):
+    setup, _ = tiny_setup(tiny)
+    with pytest.raises(SubspaceError, match="one row per task entry"):
+        learn(**(setup | {"tasks": ["sst2"]}), dim=2, settings=SETTINGS, device=torch.device("cpu"))
