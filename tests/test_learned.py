@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_subspace import planted
 
 from deltaspace.delta import Layout
 from deltaspace.heads import build_classifier
@@ -12,7 +13,6 @@ from deltaspace.tasks import load_task
 from deltaspace.train import Split, predict
 
 from conftest import ROOT
-from test_subspace import planted
 
 SETTINGS = {"steps": 6, "batch_size": 4, "lr": 1e-3, "alpha": 0.1, "init": "svd", "seed": 0, "log_every": 3}
 
@@ -59,8 +59,9 @@ def tiny_setup(tiny, dets=("lora", "bitfit"), rows=3):
         models[det] = {"sst2": clf}
         deltas[det] = 0.05 * torch.randn(rows, layouts[det].size, generator=g)
     split = Split.of(models[dets[0]]["sst2"], task.splits["train"])
-    return dict(deltas=deltas, tasks=["sst2"] * rows, models=models, train_splits={"sst2": split}, inits=inits,
-                layouts=layouts), task
+    setup = {"deltas": deltas, "tasks": ["sst2"] * rows, "models": models, "train_splits": {"sst2": split},
+             "inits": inits, "layouts": layouts}
+    return setup, task
 
 
 def test_zero_lr_keeps_the_svd_start_and_gives_a_subspace_like_svds(tiny):

@@ -18,7 +18,6 @@ from deltaspace.subspace import load_space
 
 from conftest import ROOT, TINY, snakemake
 
-
 DETS = tuple(yaml.safe_load(TINY.read_text())["dets"])
 
 

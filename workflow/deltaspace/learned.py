@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,9 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from tqdm.auto import tqdm
+from transformers.optimization import Adafactor
 
 from .delta import Layout
+from .heads import build_classifier
+from .io import save_table
+from .models import select_device
 from .subspace import Subspace, SubspaceError, decompose
+from .tasks import load_task
 from .train import Split, autocast, to_device
 
 INIT_SCALE = 0.25  # svd start: tanh(INIT_SCALE * code) / INIT_SCALE stays close to the code for whitened codes
@@ -98,8 +104,7 @@ def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str
     projections.to(device)
     x = {det: deltas[det].to(device) for det in dets}
     base = {det: inits[det].to(device) for det in dets}
-    from transformers.optimization import Adafactor  # as the paper's code: fixed lr, no relative step
-
+    # Adafactor as in the paper's code, with a fixed lr (no relative step, no parameter scaling)
     optimizer = Adafactor(projections.parameters(), lr=settings["lr"], scale_parameter=False, relative_step=False,
                           warmup_init=False)
     for per_task in models.values():
@@ -163,13 +168,6 @@ def learn_stage(*, deltas: dict[str, torch.Tensor], tasks: list[str], inits: dic
                 threads: int | None = None) -> Subspace:
     """The decompose stage's `learned` branch: builds each DET's frozen classifier per seen task, learns the
     projections and writes the loss history; decompose_stacks writes the subspace like svd's."""
-    from pathlib import Path
-
-    from .heads import build_classifier
-    from .io import save_table
-    from .models import select_device
-    from .tasks import load_task
-
     device = select_device(device)
     if threads:
         torch.set_num_threads(threads)

@@ -4,6 +4,7 @@ over the same DET's original-space result on the same task and seed (test accura
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -88,7 +89,7 @@ def _mean_std(frame: pd.DataFrame, column: str = "relative", scale: float = 100.
 
 def within_spread(difference: float, *stds: float) -> str:
     """'within' when a difference is no larger than the larger seed standard deviation of what it compares."""
-    known = [s for s in stds if s == s]  # not NaN
+    known = [s for s in stds if not math.isnan(s)]
     if not known:
         return "one seed"
     return "within" if abs(difference) <= max(known) else "outside"
@@ -206,9 +207,9 @@ def methods_markdown(table: pd.DataFrame) -> str:
 
 
 def _fmt(mean: float, std: float) -> str:
-    if mean != mean:
+    if math.isnan(mean):
         return "-"
-    return f"{100 * mean:.1f}" if std != std else f"{100 * mean:.1f} ± {100 * std:.1f}"
+    return f"{100 * mean:.1f}" if math.isnan(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def paper_table(sub: pd.DataFrame, trans: pd.DataFrame, setting: str, paper_rows: dict[str, str],
@@ -277,7 +278,7 @@ def paper_markdown(table: pd.DataFrame, setting: str) -> str:
 
 def _beside(r) -> str:
     ours = f"{r.ours:.1f}" if r.seeds < 2 else f"{r.ours:.1f} ± {r.std:.1f}"
-    if r.paper is None or r.paper != r.paper:
+    if r.paper is None or math.isnan(r.paper):
         return ours
     return f"{ours} / {r.paper:.1f} ({r.spread})"
 

@@ -52,7 +52,7 @@ CODE = {
     "decompose_learned": library("subspace.py", "learned.py", *MODEL),
     "in_subspace": library("insubspace.py", "subspace.py", *MODEL),
     "landscape": library("insubspace.py", "subspace.py", "landscape.py", *MODEL),
-    "report": library("report.py", "landscape.py", "io.py"),
+    "report": library("report.py", "paper.py", "landscape.py", "io.py"),
 }
 
 # What a job of a model stage asks the scheduler for (SLURM through a profile; --resources on a workstation).
