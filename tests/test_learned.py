@@ -30,11 +30,15 @@ def test_the_svd_start_encodes_and_decodes_like_svd():
     stacks, _, _ = planted(rows=8, dim=3)
     svd = decompose(stacks, 3)
     for det, stack in stacks.items():
-        proj = Projections(stack.shape[1], 3)
+        layout = Layout(("a", "b"), ((7,), (stack.shape[1] - 7,)))
+        proj = Projections(layout, 3)
         proj.start_at(svd.projections[det], svd.offsets[det])
         with torch.no_grad():
             codes = proj.down(stack)
-            rebuilt = proj.offset + proj.up(svd.codes)
+            rebuilt = proj.offset + svd.codes @ proj.weight.T
+            pieces = proj.tensors(torch.zeros(layout.size), svd.codes[0])
+        assert [tuple(t.shape) for t in pieces.values()] == list(layout.shapes)
+        assert torch.allclose(torch.cat(list(pieces.values())), rebuilt[0], atol=1e-5)
         # tanh(s z) / s stays within a few percent of whitened codes; up(z) is exactly svd's decode
         assert torch.allclose(codes, svd.codes, atol=0.1 * svd.codes.abs().max())
         assert torch.allclose(rebuilt, svd.decode(det, svd.codes), atol=1e-5)
@@ -80,7 +84,7 @@ def test_training_moves_both_projections_and_lowers_the_distance(tiny):
     setup, _ = tiny_setup(tiny)
     settings = SETTINGS | {"init": "random", "alpha": 10.0, "lr": 1e-2, "steps": 30, "log_every": 10}
     torch.manual_seed(0)  # learn's seed: the same default init it starts from
-    start = Projections(setup["deltas"]["lora"].shape[1], 2).up.weight.detach()
+    start = Projections(setup["layouts"]["lora"], 2).weight.detach()
     still, _ = learn(**setup, dim=2, settings=settings | {"lr": 1e-12, "steps": 1}, device=torch.device("cpu"))
     assert torch.allclose(still.projections["lora"], start, atol=1e-6)
     space, history = learn(**setup, dim=2, settings=settings, device=torch.device("cpu"))

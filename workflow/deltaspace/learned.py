@@ -47,13 +47,34 @@ INIT_SCALE = 0.25  # svd start: tanh(INIT_SCALE * code) / INIT_SCALE stays close
 
 
 class Projections(nn.Module):
-    """One DET's down-projection (delta -> intrinsic vector) and bias-free up-projection (vector -> delta)."""
+    """One DET's down-projection (delta -> intrinsic vector) and bias-free up-projection (vector -> delta).
 
-    def __init__(self, size: int, dim: int):
+    The up-projection U (D x dim, PyTorch's Linear(dim, D) init) is held as one parameter per DET tensor (its
+    rows for that tensor), so that decoding a DET's tensors with gradients never forms a gradient of U's full
+    size per tensor.
+    """
+
+    def __init__(self, layout: Layout, dim: int):
         super().__init__()
-        self.down = nn.Sequential(nn.Linear(size, dim), nn.Tanh(), nn.Linear(dim, dim))
-        self.up = nn.Linear(dim, size, bias=False)
-        self.register_buffer("offset", torch.zeros(size))
+        self.layout = layout
+        self.down = nn.Sequential(nn.Linear(layout.size, dim), nn.Tanh(), nn.Linear(dim, dim))
+        weight = nn.Linear(dim, layout.size, bias=False).weight.detach()
+        self.up = nn.ParameterList([nn.Parameter(weight[span].clone()) for _, _, span in layout.spans])
+        self.register_buffer("offset", torch.zeros(layout.size))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """U, D x dim."""
+        return torch.cat(list(self.up))
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        """U code, the flat delta (without the offset)."""
+        return torch.cat([piece @ code for piece in self.up])
+
+    def tensors(self, base: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The DET's tensors base + b + U code, each from its own rows."""
+        return {name: (base[span] + self.offset[span] + piece @ code).view(shape)
+                for (name, shape, span), piece in zip(self.layout.spans, self.up)}
 
     def start_at(self, projection: torch.Tensor, offset: torch.Tensor) -> None:
         """Start at a closed-form solution: up = projection, the down-projection its least-squares encoder."""
@@ -61,7 +82,8 @@ class Projections(nn.Module):
         encoder = torch.linalg.solve(p.T @ p, p.T).float()  # dim x D
         dim = p.shape[1]
         with torch.no_grad():
-            self.up.weight.copy_(projection)
+            for (_, _, span), piece in zip(self.layout.spans, self.up):
+                piece.copy_(projection[span])
             self.offset.copy_(offset)
             self.down[0].weight.copy_(encoder * INIT_SCALE)
             self.down[0].bias.copy_(-(encoder @ offset) * INIT_SCALE)
@@ -96,7 +118,7 @@ def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str
         raise SubspaceError(f"learned: dim must be at least 1, got {dim}")
     torch.manual_seed(settings["seed"])  # the projections' default init and dropout
     generator = torch.Generator().manual_seed(settings["seed"])
-    projections = nn.ModuleDict({det: Projections(deltas[det].shape[1], dim) for det in dets})
+    projections = nn.ModuleDict({det: Projections(layouts[det], dim) for det in dets})
     if settings["init"] == "svd":
         start = decompose(deltas, dim, "svd")
         for det in dets:
@@ -124,12 +146,11 @@ def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str
         total = 0.0
         for det in dets:
             proj, model = projections[det], models[det][task]
-            theta = base[det] + proj.offset + proj.up(mixed)
             enc, labels = to_device(model, split, index, device)
             with autocast(device):
-                logits = functional_call(model, layouts[det].unflatten(theta), (enc["input_ids"], enc["attention_mask"]))
+                logits = functional_call(model, proj.tensors(base[det], mixed), (enc["input_ids"], enc["attention_mask"]))
             task_loss = F.cross_entropy(logits.float(), labels)
-            distance = (x[det][row] - proj.offset - proj.up(codes[det])).norm()
+            distance = (x[det][row] - proj.offset - proj.decode(codes[det])).norm()
             total = total + task_loss + settings["alpha"] * distance
             running[det].append((task_loss.item(), distance.item()))
         value = total.item()
@@ -153,7 +174,7 @@ def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str
     subspace = Subspace(
         method="learned",
         dim=dim,
-        projections={det: projections[det].up.weight.detach().cpu().clone() for det in dets},
+        projections={det: projections[det].weight.detach().cpu() for det in dets},
         offsets={det: projections[det].offset.detach().cpu().clone() for det in dets},
         codes=codes,
         singular_values=torch.full((dim,), float("nan")),  # svd only
