@@ -68,20 +68,11 @@ class Layout:
             parts.append(t.detach().reshape(-1).to(torch.float32))
         return torch.cat(parts)
 
-    @property
-    def spans(self) -> list[tuple[str, tuple[int, ...], slice]]:
-        """(name, shape, where in the flat vector) per tensor, in layout order."""
-        return [(n, s, slice(o, o + k)) for n, s, o, k in zip(self.names, self.shapes, self.offsets, self.numels)]
-
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Views into `vector`, one per tensor, in layout order.
-
-        Gradients flow back to `vector`, but each view's backward fills a zero vector of the full size: to
-        compute a large DET's tensors with gradients, build them per span instead (see subspace.Decoded).
-        """
+        """Views into `vector` (gradients flow back to it), one per tensor, in layout order."""
         if vector.dim() != 1 or vector.numel() != self.size:
             raise LayoutError(f"layout: vector of shape {tuple(vector.shape)}; expected ({self.size},)")
-        return {name: vector[span].view(shape) for name, shape, span in self.spans}
+        return {n: vector[o : o + k].view(s) for n, s, o, k in zip(self.names, self.shapes, self.offsets, self.numels)}
 
     def to_json(self) -> dict:
         return {"names": list(self.names), "shapes": [list(s) for s in self.shapes], "offsets": self.offsets}

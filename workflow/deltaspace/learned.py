@@ -39,7 +39,7 @@ from .delta import Layout
 from .heads import build_classifier
 from .io import save_table
 from .models import select_device
-from .subspace import Subspace, SubspaceError, decompose
+from .subspace import Subspace, SubspaceError, decompose, spans
 from .tasks import load_task
 from .train import Split, autocast, to_device
 
@@ -59,7 +59,7 @@ class Projections(nn.Module):
         self.layout = layout
         self.down = nn.Sequential(nn.Linear(layout.size, dim), nn.Tanh(), nn.Linear(dim, dim))
         weight = nn.Linear(dim, layout.size, bias=False).weight.detach()
-        self.up = nn.ParameterList([nn.Parameter(weight[span].clone()) for _, _, span in layout.spans])
+        self.up = nn.ParameterList([nn.Parameter(weight[span].clone()) for _, _, span in spans(layout)])
         self.register_buffer("offset", torch.zeros(layout.size))
 
     @property
@@ -74,7 +74,7 @@ class Projections(nn.Module):
     def tensors(self, base: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
         """The DET's tensors base + b + U code, each from its own rows."""
         return {name: (base[span] + self.offset[span] + piece @ code).view(shape)
-                for (name, shape, span), piece in zip(self.layout.spans, self.up)}
+                for (name, shape, span), piece in zip(spans(self.layout), self.up)}
 
     def start_at(self, projection: torch.Tensor, offset: torch.Tensor) -> None:
         """Start at a closed-form solution: up = projection, the down-projection its least-squares encoder."""
@@ -82,7 +82,7 @@ class Projections(nn.Module):
         encoder = torch.linalg.solve(p.T @ p, p.T).float()  # dim x D
         dim = p.shape[1]
         with torch.no_grad():
-            for (_, _, span), piece in zip(self.layout.spans, self.up):
+            for (_, _, span), piece in zip(spans(self.layout), self.up):
                 piece.copy_(projection[span])
             self.offset.copy_(offset)
             self.down[0].weight.copy_(encoder * INIT_SCALE)

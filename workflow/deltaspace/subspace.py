@@ -148,6 +148,11 @@ def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd")
     )
 
 
+def spans(layout: Layout) -> list[tuple[str, tuple[int, ...], slice]]:
+    """(name, shape, where in the flat vector) of each of a DET's tensors, in layout order."""
+    return [(n, s, slice(o, o + k)) for n, s, o, k in zip(layout.names, layout.shapes, layout.offsets, layout.numels)]
+
+
 class _LabelNames(nn.Module):
     """Calls the classifier's label_embeddings() as a forward, so that functional_call can reach it."""
 
@@ -200,7 +205,7 @@ class Decoded(nn.Module):
         DET's full size per tensor (which made full fine-tuning 20x slower than the DET itself)."""
         with torch.autocast(self.base.device.type, enabled=False):
             return {name: (self.base[span] + self.projection[span] @ self.z).view(shape)
-                    for name, shape, span in self.layout.spans}
+                    for name, shape, span in spans(self.layout)}
 
     def label_embeddings(self) -> torch.Tensor:
         names = {f"classifier.{name}": t for name, t in self.tensors().items()}
