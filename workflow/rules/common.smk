@@ -1,5 +1,4 @@
 # Validate the config before any job is scheduled, and derive the target lists from it.
-import hashlib
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from deltaspace.config import (
     task_names,
     validate_config,
 )
+from deltaspace.digest import code_digest
 
 try:
     CFG = canonical(validate_config(config, workflow.basedir))
@@ -34,13 +34,9 @@ LIBRARY = Path(workflow.basedir) / "workflow" / "deltaspace"
 
 def library(*parts):
     """A digest of library modules (files or folders under workflow/deltaspace/): as a param, a change to the
-    code a stage runs reruns that stage (Snakemake itself only watches the rule's script)."""
-    digest = hashlib.sha256()
-    for part in parts:
-        path = LIBRARY / part
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            digest.update(file.relative_to(LIBRARY).as_posix().encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()[:16]
+    code a stage runs reruns that stage (Snakemake itself only watches the rule's script); comments and
+    docstrings do not count."""
+    return code_digest(LIBRARY, *parts)
 
 
 # The library modules each stage runs (io: every stage reads and writes through it).

@@ -1,6 +1,6 @@
 """Full fine-tuning as one more DET: every weight of the backbone is trainable, nothing is added.
 
-Its delta is the whole backbone (22.7M entries on MiniLM): stack_deltas and the `svd` decomposition handle
+Its delta is the whole backbone (22.6M entries on MiniLM): stack_deltas and the `svd` decomposition handle
 that size through the rows x rows Gram matrix, so fine-tuning solutions can be decoded from the shared
 subspace and transferred to and from the other DETs like any other DET.
 """
