@@ -51,7 +51,7 @@ def test_only_the_det_trains(tiny, kind, method):
     classifier = classifier_for(tiny, method, kind)
     frozen = {n: p.detach().clone() for n, p in classifier.named_parameters() if not p.requires_grad}
     tuned = {n: p.detach().clone() for n, p in classifier.named_parameters() if p.requires_grad}
-    assert frozen and tuned
+    assert tuned and (not frozen if method == "finetune" else frozen)  # fine-tuning: every weight is the DET
     optimizer = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad], lr=1e-2)
     enc = batch(classifier)
     for _ in range(3):  # LoRA and adapters start with a zero matrix: the first step moves only that one
@@ -73,7 +73,7 @@ def test_count_matches_config(tiny, kind, method):
     classifier, expected = build_classifier(backbone, settings, LABELS, 0)
     assert Layout.of_trainable(classifier).size == expected
     # and the count moves with the size setting, as the formula says
-    if method != "bitfit":
+    if method not in ("bitfit", "finetune"):
         size_key = {"lora": "r", "adapter": "bottleneck", "prefix": "hidden", "prompt": "num_tokens"}[method]
         bigger = dict(settings, **{size_key: settings[size_key] + 1})
         assert Layout.of_trainable(build_classifier(backbone, bigger, LABELS, 0)[0]).size > expected
@@ -90,6 +90,11 @@ def test_known_counts(tiny):
     }
     for method, count in want.items():
         assert Layout.of_trainable(classifier_for(tiny, method)).size == count, method
+    vocab, positions = 30522, 128  # the MiniLM tokenizer's vocabulary; max_position_embeddings
+    embeddings = (vocab + positions + 2) * h + 2 * h  # word, position, token type; LayerNorm
+    layer = 4 * (h * h + h) + 2 * h + (h * 64 + 64) + (64 * h + h) + 2 * h  # attention, LN, FFN (64), LN
+    finetune = embeddings + layers * layer  # the backbone is built without a pooler
+    assert Layout.of_trainable(classifier_for(tiny, "finetune")).size == finetune
 
 
 def test_bitfit_needs_biases(tiny):
@@ -109,7 +114,7 @@ def test_seed_fixes_the_init(tiny, method):
     first = {n: p.detach() for n, p in classifier_for(tiny, method, seed=3).named_parameters() if p.requires_grad}
     second = {n: p.detach() for n, p in classifier_for(tiny, method, seed=3).named_parameters() if p.requires_grad}
     assert torch.equal(a.flatten(first), a.flatten(second))
-    if method != "bitfit":  # BitFit starts at the backbone's own biases
+    if method not in ("bitfit", "finetune"):  # they start at the backbone's own weights
         other = {n: p.detach() for n, p in classifier_for(tiny, method, seed=4).named_parameters() if p.requires_grad}
         assert not torch.equal(a.flatten(first), a.flatten(other))
 
