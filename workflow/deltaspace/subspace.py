@@ -168,9 +168,8 @@ class Decoded(nn.Module):
     """A classifier whose DET tensors are theta = init + b + P z; the code z is its only trainable tensor.
 
     The frozen classifier is called with torch.func.functional_call and the decoded tensors: no copy of the
-    model is made, and gradients of the loss reach z. It offers what
-    deltaspace.train needs from a Classifier (labels, kind, encode, collate, label_embeddings), so the
-    same training loop optimises z.
+    model is made, and gradients of the loss reach z. It offers what deltaspace.train needs from a
+    Classifier (labels, kind, encode, collate, label_embeddings), so the same training loop optimises z.
     """
 
     def __init__(self, classifier: nn.Module, layout: Layout, projection: torch.Tensor, offset: torch.Tensor,
@@ -271,8 +270,9 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
                      projections_path, codes_path, reconstruction_path, learning: dict | None = None) -> None:
     """Stage decompose: the seen rows of every DET's stack, aligned by (task, seed), jointly decomposed.
 
-    method `learned` also needs `learning`: backbone, data, tasks (name -> task config), settings
-    (subspace.learned), device, threads, base_dir and history_path (its loss curve).
+    Method `learned` also needs `learning`, the keywords of deltaspace.learned.learn_stage other than the
+    stacks: data, task_configs (name -> task config), settings (subspace.learned), device, threads,
+    base_dir and history_path (its loss curve); the backbone is the one the stacks record.
     """
     data, frames, metas = {}, {}, {}
     for det, path in stacked.items():
