@@ -102,7 +102,7 @@ def validate_config(cfg: dict, base_dir) -> dict:
     errors += _fraction_sum(filled.get("data"))
     errors += _missing_packages(filled.get("backbone"))
     if not errors:
-        errors += _subspace_errors(filled)
+        errors += _subspace_errors(filled) + _report_errors(filled)
     if errors:
         raise ConfigError.from_errors(errors)
     # Reading the task data is the slow part, so it only runs on a config whose shape is right.
@@ -191,13 +191,6 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
         unknown = [n for n in names or [] if n not in known]
         if unknown:
             errors.append((key, f"{', '.join(map(repr, unknown))} not in the config (known: {', '.join(known)})"))
-    paper_rows = cfg["report"]["paper_rows"]
-    for task, row in paper_rows.items():
-        if task not in tasks:
-            errors.append((f"report.paper_rows.{task}", f"no such task (known: {', '.join(tasks)})"))
-        if row not in SINGLE_TASK_ROWS:
-            errors.append((f"report.paper_rows.{task}", f"{row!r} is not a row of the paper's Table 1 "
-                                                         f"(rows: {'; '.join(SINGLE_TASK_ROWS)})"))
     optimised = [t for t in sub["tasks"] or tasks if t in tasks]
     for task in optimised:
         unknown = [s for s in sub["seeds"] or [] if s not in task_seeds(cfg, task)]
@@ -214,6 +207,18 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
     outside = [t for t in landscape_tasks(cfg) if t not in optimised]
     if land["enabled"] and outside:
         errors.append(("landscape.tasks", f"{', '.join(outside)} not optimised in the subspace (subspace.tasks)"))
+    return errors
+
+
+def _report_errors(cfg: dict) -> list[tuple[str, str]]:
+    """report.paper_rows: our tasks, mapped to rows of the paper's Table 1."""
+    errors, tasks = [], task_names(cfg)
+    for task, row in cfg["report"]["paper_rows"].items():
+        if task not in tasks:
+            errors.append((f"report.paper_rows.{task}", f"no such task (known: {', '.join(tasks)})"))
+        if row not in SINGLE_TASK_ROWS:
+            errors.append((f"report.paper_rows.{task}", f"{row!r} is not a row of the paper's Table 1 "
+                                                         f"(rows: {'; '.join(SINGLE_TASK_ROWS)})"))
     return errors
 
 
