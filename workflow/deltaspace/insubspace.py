@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .heads import build_classifier
 from .io import ArtifactError, load_tensors, save_table, save_tensors
 from .landscape import plane, plot_landscape, square_grid
-from .models import select_device
+from .models import job_device
 from .subspace import SpaceFile, SubspaceError, load_space
 from .tasks import TaskData, load_task
 from .train import Split, predict, scores, train
@@ -25,9 +25,7 @@ from .train import Split, predict, scores, train
 
 def _prepare(space_path, det_names: list[str], backbone: dict, task: dict, data: dict, base_dir,
              device: str, threads: int | None) -> tuple[SpaceFile, TaskData, torch.device]:
-    device = select_device(device)
-    if threads:
-        torch.set_num_threads(threads)
+    device = job_device(device, threads)
     space = load_space(space_path)
     missing = [d for d in det_names if d not in space.subspace.dets]
     if missing:

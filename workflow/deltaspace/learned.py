@@ -38,7 +38,7 @@ from transformers.optimization import Adafactor
 from .delta import Layout
 from .heads import build_classifier
 from .io import save_table
-from .models import select_device
+from .models import job_device
 from .subspace import Subspace, SubspaceError, decompose, spans
 from .tasks import load_task
 from .train import Split, autocast, to_device
@@ -189,9 +189,7 @@ def learn_stage(*, deltas: dict[str, torch.Tensor], tasks: list[str], inits: dic
                 threads: int | None = None) -> Subspace:
     """The decompose stage's `learned` branch: builds each DET's frozen classifier per seen task, learns the
     projections and writes the loss history; decompose_stacks writes the subspace like svd's."""
-    device = select_device(device)
-    if threads:
-        torch.set_num_threads(threads)
+    device = job_device(device, threads)
     names = list(dict.fromkeys(tasks))
     task_data = {name: load_task(task_configs[name], data, Path(base_dir)) for name in names}
     models, splits = {}, {}

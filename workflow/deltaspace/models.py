@@ -101,6 +101,15 @@ def select_device(spec: str = "auto") -> torch.device:
     return torch.device(spec)
 
 
+def job_device(spec: str, threads: int | None) -> torch.device:
+    """What every model stage does first: its device (select_device: a missing GPU fails at once) and, when
+    given, its number of CPU threads."""
+    device = select_device(spec)
+    if threads:
+        torch.set_num_threads(threads)
+    return device
+
+
 @dataclass(frozen=True)
 class Shape:
     """The sizes a DET needs to know about a backbone."""
@@ -115,6 +124,7 @@ class Shape:
     @property
     def kv_width(self) -> int:
         return self.kv_heads * self.head_dim
+
 
 
 def backbone_shape(config) -> Shape:

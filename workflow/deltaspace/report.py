@@ -80,11 +80,16 @@ def seed_spread(frame: pd.DataFrame, column: str) -> tuple[float, float, int]:
     return float(per_seed.mean()), float(per_seed.std()) if len(per_seed) > 1 else float("nan"), len(per_seed)
 
 
-def _mean_std(frame: pd.DataFrame, column: str = "relative", scale: float = 100.0) -> str:
-    mean, std, n = seed_spread(frame, column)
-    if n == 0:
+def _fmt(mean: float, std: float, scale: float = 100.0) -> str:
+    """'mean ± std' in percent; the mean alone for one seed (std NaN), '-' for none."""
+    if math.isnan(mean):
         return "-"
-    return f"{mean * scale:.1f}" if n < 2 else f"{mean * scale:.1f} ± {std * scale:.1f}"
+    return f"{scale * mean:.1f}" if math.isnan(std) else f"{scale * mean:.1f} ± {scale * std:.1f}"
+
+
+def _mean_std(frame: pd.DataFrame, column: str = "relative") -> str:
+    mean, std, _ = seed_spread(frame, column)
+    return _fmt(mean, std)
 
 
 def within_spread(difference: float, *stds: float) -> str:
@@ -173,7 +178,8 @@ def methods_table(sub: pd.DataFrame, trans: pd.DataFrame) -> pd.DataFrame:
     for dim, spaces in _spaces_by_dim(sub).items():
         reference = f"svd-d{dim}" if f"svd-d{dim}" in spaces else spaces[0]
         items = [("optimisation", (seen, task), det, sub[(sub.task == task) & (sub.det == det)])
-                 for (seen, task), _ in sub.groupby(["seen", "task"], sort=False) for det in sorted(sub.det.unique())]
+                 for seen, task in sub[["seen", "task"]].drop_duplicates().itertuples(index=False)
+                 for det in sorted(sub.det.unique())]
         items += [("transfer", (None, task), "all pairs", pairs[pairs.task == task]) for task in sorted(pairs.task.unique())]
         for what, (seen, task), det, frame in items:
             ref = seed_spread(frame[frame.space == reference], "relative")
@@ -204,12 +210,6 @@ def methods_markdown(table: pd.DataFrame) -> str:
                      "difference is 'within' the spread when it is no larger than the larger of the two standard "
                      "deviations:\n\n" + pd.DataFrame(lines).to_markdown(index=False, disable_numparse=True))
     return "\n\n".join(parts)
-
-
-def _fmt(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "-"
-    return f"{100 * mean:.1f}" if math.isnan(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def paper_table(sub: pd.DataFrame, trans: pd.DataFrame, setting: str, paper_rows: dict[str, str],
@@ -277,7 +277,7 @@ def paper_markdown(table: pd.DataFrame, setting: str) -> str:
 
 
 def _beside(r) -> str:
-    ours = f"{r.ours:.1f}" if r.seeds < 2 else f"{r.ours:.1f} ± {r.std:.1f}"
+    ours = _fmt(r.ours, r.std, scale=1.0)  # already in percent
     if r.paper is None or math.isnan(r.paper):
         return ours
     return f"{ours} / {r.paper:.1f} ({r.spread})"

@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from . import dets
 from .delta import INIT, TRAINED, Layout
 from .heads import build_classifier
 from .io import save_table, save_tensors
-from .models import select_device
+from .models import job_device
 from .tasks import load_task
 from .train import Split, train
 
@@ -34,9 +33,7 @@ def train_det(
     threads: int | None = None,
 ) -> None:
     started = time.perf_counter()
-    device = select_device(train_cfg["device"])  # before anything slow: a missing GPU fails at once
-    if threads:
-        torch.set_num_threads(threads)
+    device = job_device(train_cfg["device"], threads)  # before anything slow
     task_data = load_task(task, data, Path(base_dir))
     init_seed = seed if train_cfg["init_seed"] is None else train_cfg["init_seed"]
     classifier, expected = build_classifier(backbone, det_cfg, task_data.labels, init_seed)
