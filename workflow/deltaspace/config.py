@@ -247,12 +247,13 @@ def _installed(dist: str) -> bool:
 
 def _task_errors(cfg: dict, base_dir: Path) -> list[tuple[str, str]]:
     # Imported here so that this module loads even while deltaspace.tasks is being changed.
-    from deltaspace.tasks import TaskError, check_task
+    from deltaspace.tasks import TaskError, check_task_cached
 
     errors = []
     for i, task in enumerate(cfg["tasks"]):
         try:
-            check_task(copy.deepcopy(task), copy.deepcopy(cfg["data"]), base_dir)
+            # A file task whose files and settings passed before is not read again (see check_task_cached).
+            check_task_cached(copy.deepcopy(task), copy.deepcopy(cfg["data"]), base_dir)
         except TaskError as exc:
             # The path already names the task; drop the same words from the front of tasks.py's message.
             msg = str(exc).removeprefix(f"task {task['name']!r}, ")
