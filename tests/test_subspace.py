@@ -1,6 +1,7 @@
 """The joint decomposition on planted structure, and classifiers whose DET tensors are decoded from a code."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,11 @@ from deltaspace import subspace as subspace_module
 from deltaspace.delta import Layout
 from deltaspace.dets import METHODS
 from deltaspace.heads import build_classifier
+from deltaspace.insubspace import predict_codes
 from deltaspace.subspace import Decoded, SubspaceError, decompose
+from deltaspace.train import Split, predict
+
+from conftest import llama_backbone
 
 SIZES = {"lora": 600, "adapter": 450, "prefix": 80}
 
@@ -124,8 +129,9 @@ def test_unknown_method_and_bad_codes_are_named():
 
 
 # -- decoded classifiers on tiny random backbones -----------------------------------------------------------
-def decoded_model(tiny, det: str, dim: int = 3, seed: int = 0) -> tuple[Decoded, torch.nn.Module, Layout]:
-    classifier, _ = build_classifier(tiny["backbone"], tiny["dets"][det], ["negative", "positive"], seed)
+def decoded_model(tiny, det: str, dim: int = 3, seed: int = 0, backbone: dict | None = None
+                  ) -> tuple[Decoded, torch.nn.Module, Layout]:
+    classifier, _ = build_classifier(backbone or tiny["backbone"], tiny["dets"][det], ["negative", "positive"], seed)
     layout = Layout.of_trainable(classifier)
     init = layout.flatten({n: p for n, p in classifier.named_parameters() if p.requires_grad})
     g = torch.Generator().manual_seed(seed)
@@ -172,6 +178,28 @@ def test_decoded_tensors_have_the_det_shapes_and_act_like_loaded_ones(tiny, det)
             params[name].copy_(t)
         assert torch.allclose(functional, classifier(*batch(model)), atol=1e-5)
         assert torch.allclose(labels, classifier.label_embeddings(), atol=1e-5)
+
+
+@pytest.mark.parametrize(("kind", "det"), [("encoder", d) for d in DETS] + [("causal", "lora"), ("causal", "prefix")])
+def test_many_codes_in_one_pass_predict_what_one_code_at_a_time_does(tiny, det, kind):
+    # the landscape's batched sweep (vmap over codes) against writing each code into the model in turn
+    backbone = tiny["backbone"] if kind == "encoder" else llama_backbone(tiny)
+    model, _, _ = decoded_model(tiny, det, backbone=backbone)
+    model.eval()
+    texts = ["a fine film", "dull and far too long", "it works", "no", "the best two hours of the year, maybe"]
+    split = Split(model.encode(texts), np.array([1, 0, 1, 0, 1]))
+    codes = torch.randn(7, 3, generator=torch.Generator().manual_seed(1)) * 4
+    cpu, enc = torch.device("cpu"), model.collate(split.ids)
+    expected, logits = [], []
+    for z in codes:
+        model.set_code(z)
+        expected.append(predict(model, split, 2, cpu))
+        with torch.no_grad():
+            logits.append(model(**enc))
+    assert not torch.allclose(logits[0], logits[1], atol=1e-3)  # the codes do lead to different models
+    assert torch.allclose(model.logits_at(codes, **enc), torch.stack(logits), atol=1e-4)
+    for points in (1, 3, 7):
+        assert np.array_equal(predict_codes(model, split, codes, 2, cpu, points=points), np.stack(expected))
 
 
 def test_a_projection_that_does_not_fit_the_det_is_refused(tiny):

@@ -18,9 +18,9 @@ from .heads import build_classifier
 from .io import ArtifactError, load_tensors, save_table, save_tensors
 from .landscape import plane, plot_landscape, square_grid
 from .models import job_device
-from .subspace import SpaceFile, SubspaceError, load_space
+from .subspace import Decoded, SpaceFile, SubspaceError, load_space
 from .tasks import TaskData, load_task
-from .train import Split, predict, scores, train
+from .train import Split, autocast, batches, predict, scores, to_device, train
 
 
 def _prepare(space_path, det_names: list[str], backbone: dict, task: dict, data: dict, base_dir,
@@ -46,6 +46,34 @@ def _load_code(path) -> torch.Tensor:
     if "z" not in tensors:
         raise ArtifactError(f"{path}: no code z in it; not an optimize_subspace output")
     return tensors["z"]
+
+
+def points_per_pass(device: torch.device) -> int:
+    """How many codes a sweep evaluates in one pass. A GPU is far from busy with one point's examples; on a
+    CPU the forward pass is already bound by matrix products, and more points per pass only help a little
+    (bench/ measures both)."""
+    return 16 if device.type == "cuda" else 4
+
+
+@torch.no_grad()
+def predict_codes(model: Decoded, split: Split, codes: torch.Tensor, batch_size: int, device: torch.device,
+                  points: int | None = None, bar: tqdm | None = None) -> np.ndarray:
+    """Predictions (codes x examples) of the decoded model at each code, `points` codes per pass
+    (Decoded.logits_at) over batches of `batch_size` examples sorted by length; `bar` advances per code."""
+    points = points or points_per_pass(device)
+    was_training = model.training
+    model.eval()
+    encoded = [(index, to_device(model, split, index, device)[0]) for index in batches(split, batch_size, None)]
+    preds = np.empty((len(codes), len(split)), dtype=np.int64)
+    with autocast(device):
+        for start in range(0, len(codes), points):
+            chunk = codes[start : start + points]
+            for index, enc in encoded:
+                preds[start : start + len(chunk), index] = model.logits_at(chunk, **enc).argmax(-1).cpu().numpy()
+            if bar is not None:
+                bar.update(len(chunk))
+    model.train(was_training)
+    return preds
 
 
 def optimize_subspace(*, space_path, det_name: str, backbone: dict, data: dict, task: dict, optimize_cfg: dict,
@@ -101,19 +129,17 @@ def landscape(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict
     rows = []
     bar = tqdm(total=len(sub.dets) * len(a_values) * len(b_values), desc=f"landscape {tag}/{task['name']}",
                unit="point", dynamic_ncols=True, mininterval=2.0)
+    grid = [(a, b) for a in a_values for b in b_values]
+    codes = torch.stack([origin + a * axes[0] + b * axes[1] for a, b in grid])
     test = None
     for det in sub.dets:
         model = _decoded(space, det, backbone, task_data.labels).to(device)
         if test is None:  # one backbone, one tokenizer: encode once
             test = Split.of(model, test_frame)
-        for a in a_values:
-            for b in b_values:
-                model.set_code(origin + a * axes[0] + b * axes[1])
-                preds = predict(model, test, eval_batch_size, device)
-                for metric, value in scores(preds, test.labels, len(task_data.labels), 0).items():
-                    if metric != "majority_accuracy":
-                        rows.append({"a": a, "b": b, "det": det, "metric": metric, "value": value})
-                bar.update(1)
+        for (a, b), preds in zip(grid, predict_codes(model, test, codes, eval_batch_size, device, bar=bar)):
+            for metric, value in scores(preds, test.labels, len(task_data.labels), 0).items():
+                if metric != "majority_accuracy":
+                    rows.append({"a": a, "b": b, "det": det, "metric": metric, "value": value})
     bar.close()
     frame = pd.DataFrame(rows).assign(space=tag, task=task["name"], seed=seed)
     frame = frame[["space", "task", "seed", "a", "b", "det", "metric", "value"]]

@@ -198,22 +198,34 @@ class Decoded(nn.Module):
         with torch.no_grad():
             self.z.copy_(z.reshape(self.z.shape))
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The DET's tensors at the current code (in full precision), each decoded from its own rows of P and
-        b: the backward pass then only ever forms dim-sized pieces of the gradient of z, never a vector of the
-        DET's full size per tensor (which made full fine-tuning 20x slower than the DET itself)."""
+    def tensors(self, z: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The DET's tensors at code z (default: the current one) in full precision, each decoded from its own
+        rows of P and b: the backward pass then only ever forms dim-sized pieces of the gradient of z, never a
+        vector of the DET's full size per tensor (which made full fine-tuning 20x slower than the DET itself)."""
+        z = self.z if z is None else z
         with torch.autocast(self.base.device.type, enabled=False):
-            return {name: (self.base[span] + self.projection[span] @ self.z).view(shape)
+            return {name: (self.base[span] + self.projection[span] @ z).view(shape)
                     for name, shape, span in spans(self.layout)}
 
-    def label_embeddings(self) -> torch.Tensor:
-        names = {f"classifier.{name}": t for name, t in self.tensors().items()}
+    def label_embeddings(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        names = {f"classifier.{name}": t for name, t in self.tensors(z).items()}
         return functional_call(self._labels[0], names, ())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 label_embeddings: torch.Tensor | None = None) -> torch.Tensor:
         return functional_call(self.classifier, self.tensors(), (input_ids, attention_mask),
                                {"label_embeddings": label_embeddings})
+
+    def logits_at(self, codes: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits (points, batch, labels) of one batch of examples at many codes (points x dim) in one pass:
+        torch.func.vmap over the code, so the frozen weights are applied to every point's activations at once
+        (one large matrix product per layer in place of one per point)."""
+        def at(z):
+            labels = self.label_embeddings(z) if self.kind == "encoder" else None
+            return functional_call(self.classifier, self.tensors(z), (input_ids, attention_mask),
+                                   {"label_embeddings": labels})
+
+        return torch.func.vmap(at, randomness="different")(codes.to(self.base.device, torch.float32))
 
 
 # -- the decompose stage and its artifact -----------------------------------------------------------------
