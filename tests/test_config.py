@@ -394,3 +394,31 @@ def test_landscape_defaults_follow_the_config():
     assert landscape_tasks(cfg) == DEFAULT["subspace"]["held_out"]
     none_held = validate_config(changed("subspace.held_out", [], changed("subspace.tasks", None)), ROOT)
     assert landscape_tasks(none_held) == task_names(none_held)
+
+
+def test_a_passed_task_check_is_remembered_until_the_files_or_settings_change(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from deltaspace import config, tasks
+
+    data = validate_config(DEFAULT, ROOT)["data"] | {"root": str(tmp_path)}
+    reads = []
+    check = tasks.check_task
+    monkeypatch.setattr(tasks, "check_task", lambda *args: reads.append(1) or check(*args))
+    texts = [f"sentence {i}" for i in range(60)]
+    labels = ["good", "bad", "meh"] * 20
+    (tmp_path / "t").mkdir()
+    pd.DataFrame({"text": texts, "label": labels}).to_parquet(tmp_path / "t" / "train.parquet")
+    task = {"name": "t", "source": "file", "path": "t"}
+    cache = tmp_path / "cache"
+    config.check_task_cached(task, data, ROOT, cache)
+    config.check_task_cached(task, data, ROOT, cache)
+    assert len(reads) == 1
+    config.check_task_cached(task, data | {"split_seed": 7}, ROOT, cache)  # other settings: read again
+    assert len(reads) == 2
+    texts[8] = "   "  # the same file name, maybe the same mtime: new content
+    pd.DataFrame({"text": texts, "label": labels}).to_parquet(tmp_path / "t" / "train.parquet")
+    for _ in range(2):  # a problem is never remembered
+        with pytest.raises(tasks.TaskError, match=r"row 8 \(0-based\): text is empty"):
+            config.check_task_cached(task, data, ROOT, cache)
+    assert len(reads) == 4

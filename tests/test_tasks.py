@@ -212,25 +212,6 @@ def test_string_labels_with_given_names_and_carving(tmp_path, ext):
     assert_same(td, load_task(task, data(root=str(tmp_path)), Path.cwd()))
 
 
-def test_a_passed_check_is_remembered_until_the_files_or_settings_change(tmp_path, monkeypatch):
-    reads = []
-    monkeypatch.setattr(tasks, "check_task", lambda *args: reads.append(1) or check_task(*args))
-    task, d, cache = {"name": "t", "source": "file", "path": "t"}, data(root=str(tmp_path)), tmp_path / "cache"
-    write(frame(), tmp_path / "t" / "train.parquet")
-    tasks.check_task_cached(task, d, Path.cwd(), cache)
-    tasks.check_task_cached(task, d, Path.cwd(), cache)
-    assert len(reads) == 1
-    tasks.check_task_cached(task, data(root=str(tmp_path), split_seed=7), Path.cwd(), cache)  # other settings
-    assert len(reads) == 2
-    broken = frame()
-    broken.loc[8, "text"] = "   "
-    write(broken, tmp_path / "t" / "train.parquet")  # the same file name, maybe the same mtime: new content
-    for _ in range(2):  # a problem is never remembered
-        with pytest.raises(TaskError, match=r"row 8 \(0-based\): text is empty"):
-            tasks.check_task_cached(task, d, Path.cwd(), cache)
-    assert len(reads) == 4
-
-
 def test_string_labels_without_names_are_sorted(tmp_path):
     write(frame(), tmp_path / "t" / "train.csv")
     write(frame(30, labels=("good", "bad", "zzz")), tmp_path / "t" / "test.jsonl")

@@ -10,10 +10,8 @@ happens before capping, so a capped test set can never hold a row that was carve
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,10 +175,7 @@ def _text(task: Mapping, part: _Raw, column: str, required: bool) -> pd.Series:
     if required and missing.any():
         raise _fail(task, key, "text is missing", part.file, int(np.flatnonzero(missing)[0]))
     values = values.where(~missing, "")
-    if isinstance(values.dtype, pd.StringDtype):  # pandas' string columns hold nothing else (NA is gone)
-        not_str = np.zeros(len(values), dtype=bool)
-    else:
-        not_str = ~values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    not_str = ~values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
     if not_str.any():
         row = int(np.flatnonzero(not_str)[0])
         raise _fail(task, key, f"expected a string, got {_show(values.iloc[row])}", part.file, row)
@@ -537,65 +532,6 @@ def check_task(task: dict, data: dict, base_dir: Path) -> None:
     else:
         names, frames, files = _read_files(task, data, base_dir)
         _finish(task, data, names, frames, files)
-
-
-def check_task_cached(task: dict, data: dict, base_dir: Path, cache: Path | None = None) -> None:
-    """check_task, remembering the file tasks that passed: one whose entry, data settings, files (by content)
-    and checking code (this module, pandas, pyarrow, numpy) are those of a passed check is not read again.
-
-    Every Snakemake start validates the config, and reading a task's files in full costs ~50 ms each: a
-    no-op rerun or a dry run of a config with many tasks would spend seconds on it. Hashing a file's bytes
-    costs ~1 ms. Only passes are remembered, so a problem is always reported from a fresh check. The
-    cache folder (`cache`, else $DELTASPACE_CACHE, else $XDG_CACHE_HOME/deltaspace, else
-    ~/.cache/deltaspace) holds one small file per passed check; one that cannot be written is skipped.
-    """
-    key = _check_key(task, data, base_dir)
-    try:
-        marker = (Path(cache) if cache is not None else cache_dir()) / "checked-tasks" / key if key else None
-    except RuntimeError:  # no home folder to put it in
-        marker = None
-    if marker is not None and marker.is_file():
-        return
-    check_task(task, data, base_dir)
-    if marker is not None:
-        try:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            tmp = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
-            tmp.write_text(f"{task['name']}\n", encoding="utf-8")
-            os.replace(tmp, marker)
-        except OSError:
-            pass
-
-
-def cache_dir() -> Path:
-    """Where deltaspace keeps what it may recompute at any time (check_task_cached's passes)."""
-    if os.environ.get("DELTASPACE_CACHE"):
-        return Path(os.environ["DELTASPACE_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "deltaspace"
-
-
-def _check_key(task: Mapping, data: Mapping, base_dir: Path) -> str | None:
-    """What a file task's check depends on, as a hex digest; None when it is no file task or its files
-    cannot be listed and read (check_task then says why)."""
-    if not isinstance(task, Mapping) or task.get("source") != "file":
-        return None
-    import pyarrow
-
-    digest = hashlib.sha256()
-    try:
-        files = _split_files(task, _data_root(data, base_dir))
-        digest.update(_CHECK_CODE + pyarrow.__version__.encode() + json.dumps([task, data], sort_keys=True,
-                                                                              default=repr).encode())
-        for split, file in sorted(files.items()):
-            digest.update(f"\0{split}\0{file.resolve()}\0".encode() + hashlib.sha256(file.read_bytes()).digest())
-    except (TaskError, OSError, TypeError, ValueError, KeyError):
-        return None
-    return digest.hexdigest()
-
-
-# The checking code: this module's text and the libraries that read and clean the rows.
-_CHECK_CODE = "\0".join([hashlib.sha256(Path(__file__).read_bytes()).hexdigest(), pd.__version__,
-                         np.__version__, "\0"]).encode()
 
 
 def load_task(task: dict, data: dict, base_dir: Path) -> TaskData:
