@@ -49,10 +49,10 @@ def _load_code(path) -> torch.Tensor:
 
 
 def points_per_pass(device: torch.device) -> int:
-    """How many codes a sweep evaluates in one pass. A GPU is far from busy with one point's examples; on a
-    CPU the forward pass is already bound by matrix products, and more points per pass only help a little
-    (bench/ measures both)."""
-    return 16 if device.type == "cuda" else 4
+    """How many codes a sweep evaluates in one pass. A GPU is far from busy with one point's examples. On a
+    CPU the forward pass is already bound by matrix products (bench/: about two thirds of the measured peak
+    with one point per pass), and vmap's batching over points only adds copies: one point at a time."""
+    return 16 if device.type == "cuda" else 1
 
 
 @torch.no_grad()

@@ -225,7 +225,10 @@ class Decoded(nn.Module):
             return functional_call(self.classifier, self.tensors(z), (input_ids, attention_mask),
                                    {"label_embeddings": labels})
 
-        return torch.func.vmap(at, randomness="different")(codes.to(self.base.device, torch.float32))
+        codes = codes.to(self.base.device, torch.float32)
+        if len(codes) == 1:  # nothing to share: the plain call, without vmap's bookkeeping
+            return at(codes[0])[None]
+        return torch.func.vmap(at, randomness="different")(codes)
 
 
 # -- the decompose stage and its artifact -----------------------------------------------------------------
