@@ -1,7 +1,8 @@
 """Workflow overhead: what Snakemake and our rules cost apart from the jobs themselves.
 
 Three measurements, each the wall time of one `snakemake` command run as a user runs it (a subprocess of
-this Python, `python -m snakemake`), each returned as a plain dict for the benchmark table:
+this Python, `python -m snakemake`), each returned as a plain dict for the benchmark table (`seconds`: wall,
+`cpu_seconds`: user + system time of the command, steadier on a shared machine; `jobs`; `command`; `log`):
 
 - dry_run_seconds: `snakemake -n` of a config in a workdir (the DAG of a fresh workdir: every job), e.g. the
   paper-scale DAG written by paper_scale_config (160 tasks x 3 DETs x 4 seeds, then every later stage);
@@ -13,11 +14,12 @@ What each command printed (stdout and stderr together) is kept in a log file in 
 
     import overhead                                        # from a script in bench/
     cfg = overhead.paper_scale_config("/tmp/scratch")
-    overhead.dry_run_seconds(cfg, "/tmp/scratch/paper")    # {"seconds": ..., "jobs": 7057, ...}
+    overhead.dry_run_seconds(cfg, "/tmp/scratch/paper")    # {"seconds": ..., "jobs": 7055, ...}
 """
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -118,6 +120,7 @@ def _snakemake(kind: str, workdir, configfile, args: list[str], cores: int = 2,
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--snakefile", str(SNAKEFILE),
            "--directory", str(workdir), "--configfile", str(configfile), *args]
     log = workdir / f"overhead-{kind}.log"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
@@ -127,10 +130,13 @@ def _snakemake(kind: str, workdir, configfile, args: list[str], cores: int = 2,
         log.write_text(out, encoding="utf-8")
         raise OverheadError(f"{kind}: no answer within {timeout} s (see {log})" + _tail(out)) from exc
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     log.write_text(f"$ {' '.join(cmd)}\n# exit {proc.returncode}, {seconds:.2f} s\n{proc.stdout}", encoding="utf-8")
     if proc.returncode != 0:
         raise OverheadError(f"{kind}: snakemake exited with {proc.returncode} (see {log})" + _tail(proc.stdout))
-    return {"what": kind, "seconds": round(seconds, 3), "command": " ".join(cmd), "log": str(log)}, proc.stdout
+    return {"what": kind, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "command": " ".join(cmd),
+            "log": str(log)}, proc.stdout
 
 
 def _job_count(output: str) -> int:
