@@ -41,13 +41,14 @@ class OverheadError(RuntimeError):
     """A snakemake command failed, or did not do what the measurement needs (the tail of its log says why)."""
 
 
-def paper_scale_config(path) -> Path:
+def paper_scale_config(path, optimize_seeds: list[int] | None = None) -> Path:
     """Write a paper-scale config (`paper_scale.yaml` in the folder `path`) and return its path.
 
     config.yaml's backbone, data, train and DETs (lora, adapter, prefix), with 160 tasks: the 15 Parquet tasks
     of ../shared/tasks under 160 distinct names (`sst2_007`: the 8th copy, in file order), train.seeds
     [0, 1, 2, 3], subspaces svd of d 4 and 8 built from every task but the last four (held out), every task
-    optimised in them from every seed, and the landscape on the held-out tasks. It validates.
+    optimised in them from `optimize_seeds` (None: from every training seed), and the landscape on the
+    held-out tasks. It validates.
     """
     sources = sorted(p.name for p in TASKS_DIR.iterdir() if p.is_dir() and any(p.glob("train.*")))
     if not sources:
@@ -63,7 +64,7 @@ def paper_scale_config(path) -> Path:
     cfg["train"]["seeds"] = list(PAPER_SEEDS)
     held_out = [task["name"] for task in tasks[-PAPER_HELD_OUT:]]
     cfg["subspace"] = {"methods": ["svd"], "dims": list(PAPER_DIMS), "held_out": held_out, "tasks": None,
-                       "seeds": None, "optimize": cfg["subspace"].get("optimize", {})}
+                       "seeds": optimize_seeds, "optimize": cfg["subspace"].get("optimize", {})}
     cfg["landscape"] = {**cfg["landscape"], "enabled": True, "dets": ["adapter", "lora", "prefix"], "tasks": None}
     cfg["report"] = {"paper": None, "paper_rows": {}}
     out = Path(path) / "paper_scale.yaml"

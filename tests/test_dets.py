@@ -144,3 +144,14 @@ def test_empty_pair_is_no_pair(tiny):
     classifier = classifier_for(tiny, "lora")
     assert classifier.encode(["a film"], [""]) == classifier.encode(["a film"]) == classifier.encode(["a film"], [None])
     assert len(classifier.encode(["a film"], ["a plot"])[0]) > len(classifier.encode(["a film"])[0])
+
+
+@pytest.mark.parametrize("kind", ["encoder", "causal"])
+def test_batch_encoding_gives_each_example_its_own_ids(tiny, kind):
+    # one tokenizer call per kind of example; mixed singles and pairs, some past max_length, in their order
+    classifier = classifier_for(tiny, "lora", kind)
+    long = " ".join(["word"] * 200)
+    texts = ["a film", long, "two sentences", "a plot", long]
+    pairs = [None, None, "and a second one", "", long]
+    assert classifier.encode(texts, pairs) == [classifier.encode_one(t, p or None) for t, p in zip(texts, pairs)]
+    assert max(len(ids) for ids in classifier.encode(texts, pairs)) == classifier.max_length
