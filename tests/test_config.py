@@ -103,14 +103,17 @@ def test_default_config_validates_with_defaults_filled(valid):
 
 def test_schema_defaults_equal_the_embedded_default(valid):
     """A config naming only what has no default, and the experiment's own choices (which seeds, which
-    tasks build the subspace, what the landscape spans), gives the same settings as config.yaml."""
+    tasks build the subspace, what the landscape spans, the sizes that keep it short), gives the same
+    settings as config.yaml."""
     minimal = {
-        "backbone": {"source": "package", "id": DEFAULT["backbone"]["id"]},
+        "backbone": {"source": "package", "id": DEFAULT["backbone"]["id"],
+                     "max_length": DEFAULT["backbone"]["max_length"]},
+        "data": {"max_test": DEFAULT["data"]["max_test"]},
         "tasks": DEFAULT["tasks"],
         "dets": {method: None for method in DET_METHODS},  # `bitfit:` with nothing under it
         "train": {key: DEFAULT["train"][key] for key in ("seeds", "threads")},
         "subspace": {key: DEFAULT["subspace"][key] for key in ("dims", "held_out", "tasks", "seeds")},
-        "landscape": {key: DEFAULT["landscape"][key] for key in ("dets", "max_examples")},
+        "landscape": {key: DEFAULT["landscape"][key] for key in ("dets", "max_examples", "grid")},
     }
     assert validate_config(minimal, ROOT) == valid
 
@@ -321,7 +324,7 @@ def test_default_holds_a_task_out_and_fits_its_dims():
         ("subspace.dims", [1, 4], "subspace.dims", "subjectivity, bbc_news give 4 solutions"),
         ("subspace.dims", [0], "subspace.dims[0]", "minimum"),
         ("subspace.methods", ["pca"], "subspace.methods[0]", "svd"),
-        ("subspace.seeds", [3], "subspace.seeds", "[3] are not seeds of 'rotten_tomatoes' [0, 1]"),
+        ("subspace.seeds", [3], "subspace.seeds", "[3] are not seeds of 'rotten_tomatoes' [0]"),
         ("report.paper_rows", {"rotten_tomatoes": "SST-2 -> IMDB"}, "report.paper_rows.rotten_tomatoes",
          "not a row of the paper's Table 1"),
         ("report.paper_rows", {"imdb": "SST-2 -> Amazon"}, "report.paper_rows.imdb", "no such task"),
@@ -347,7 +350,7 @@ def test_a_task_may_have_its_own_seeds():
     tasks[1]["seeds"] = [0, 1, 2, 3, 4]  # subjectivity: five solutions per DET
     cfg = validate_config(changed("subspace.dims", [4], changed("tasks", tasks)), ROOT)
     assert task_seeds(cfg, "subjectivity") == [0, 1, 2, 3, 4] and task_seeds(cfg, "bbc_news") == [0, 1]
-    assert ("subjectivity", 4) in runs(cfg) and ("bbc_news", 4) not in runs(cfg) and len(runs(cfg)) == 9
+    assert ("subjectivity", 4) in runs(cfg) and ("bbc_news", 4) not in runs(cfg) and len(runs(cfg)) == 8  # rotten_tomatoes: one seed
     assert optimize_runs(cfg) == [("rotten_tomatoes", 0), ("subjectivity", 0)]  # subspace.seeds [0]
     assert "seeds" not in task_config(cfg, "subjectivity")  # which runs exist is not what a run computes
     everything = validate_config(changed("subspace.seeds", None, changed("tasks", tasks)), ROOT)

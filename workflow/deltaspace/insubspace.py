@@ -15,12 +15,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .heads import build_classifier
-from .io import ArtifactError, load_tensors, save_table, save_tensors
+from .io import ArtifactError, load_table, load_tensors, save_table, save_tensors
 from .landscape import plane, plot_landscape, square_grid
 from .models import job_device
 from .subspace import Decoded, SpaceFile, SubspaceError, load_space
 from .tasks import TaskData, load_task
 from .train import Split, autocast, batches, predict, scores, to_device, train
+
+SCORES = ("accuracy", "macro_f1", "majority_accuracy")  # what train.scores gives
 
 
 def _prepare(space_path, det_names: list[str], backbone: dict, task: dict, data: dict, base_dir,
@@ -93,19 +95,29 @@ def optimize_subspace(*, space_path, det_name: str, backbone: dict, data: dict, 
     save_table(metrics_path, frame[["space", "det", "task", "seed", "split", "metric", "value"]])
 
 
-def transfer(*, space_path, z_paths: dict[str, str], backbone: dict, data: dict, task: dict, eval_batch_size: int,
-             device: str, seed: int, base_dir, table_path, threads: int | None = None) -> None:
-    """Every source DET's code decoded with every target DET's projection, evaluated on the test split."""
+def transfer(*, space_path, z_paths: dict[str, str], metrics_paths: dict[str, str], backbone: dict, data: dict,
+             task: dict, eval_batch_size: int, device: str, seed: int, base_dir, table_path,
+             threads: int | None = None) -> None:
+    """Every source DET's code decoded with every other target DET's projection, evaluated on the test split.
+    A code decoded with its own DET is what optimize_subspace already evaluated: its test scores come from
+    that job's metrics (metrics_paths), not from a second pass over the test split."""
     space, task_data, device = _prepare(space_path, list(z_paths), backbone, task, data, base_dir, device, threads)
     codes = {src: _load_code(path) for src, path in z_paths.items()}
     tag = space.subspace.name
     majority = int(np.bincount(task_data.splits["train"]["label"], minlength=len(task_data.labels)).argmax())
     rows, test = [], None
     for target in z_paths:
+        own = load_table(metrics_paths[target])
+        own = own[(own.split == "test") & own.metric.isin(SCORES)]
+        if sorted(own.metric) != sorted(SCORES):
+            raise ArtifactError(f"{metrics_paths[target]}: no test {', '.join(SCORES)}; not an optimize_subspace output")
+        rows += [{"source": target, "target": target, "metric": m, "value": v} for m, v in zip(own.metric, own.value)]
         model = _decoded(space, target, backbone, task_data.labels).to(device)
         if test is None:  # one backbone, one tokenizer: encode once
             test = Split.of(model, task_data.splits["test"])
         for source, z in codes.items():
+            if source == target:
+                continue
             model.set_code(z)
             preds = predict(model, test, eval_batch_size, device)
             for metric, value in scores(preds, test.labels, len(task_data.labels), majority).items():

@@ -94,10 +94,11 @@ def per_run(kind):
     return lambda wc: [f"results/dets/{wc.det}/{task}/seed{seed}/{kind}" for task, seed in RUNS]
 
 
-def codes_of(dets, seeds=None):
-    """The optimised codes of these DETs for the job's space and task (and seed: the job's, or seeds[task])."""
+def codes_of(dets, seeds=None, name="z.safetensors"):
+    """The optimised codes of these DETs for the job's space and task (and seed: the job's, or seeds[task]);
+    with name="metrics.parquet", their optimize_subspace metrics."""
     return lambda wc: expand(
-        "results/optimized/{space}/{det}/{task}/seed{seed}/z.safetensors",
+        "results/optimized/{space}/{det}/{task}/seed{seed}/" + name,
         space=wc.space, det=dets, task=wc.task, seed=wc.seed if seeds is None else seeds[wc.task],
     )
 

@@ -80,6 +80,7 @@ rule transfer:
     input:
         space="results/subspace/{space}/projections.safetensors",
         z=codes_of(DETS),
+        metrics=codes_of(DETS, name="metrics.parquet"),
     output:
         "results/transfer/{space}/{task}/seed{seed}.parquet",
     log:

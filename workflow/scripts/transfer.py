@@ -10,6 +10,7 @@ with logged(snakemake.log[0]):
     transfer(
         space_path=snakemake.input.space,
         z_paths=dict(zip(snakemake.params.dets, snakemake.input.z)),
+        metrics_paths=dict(zip(snakemake.params.dets, snakemake.input.metrics)),
         backbone=snakemake.params.backbone,
         data=snakemake.params.data,
         task=snakemake.params.task,
