@@ -146,23 +146,27 @@ def main() -> None:
     where = machine(device, threads)
     peak = matmul_peak(device)
     print(f"{where}: matmul peak {peak / 1e9:.1f} GFLOP/s", flush=True)
+    header = {"date": time.strftime("%Y-%m-%d"), "machine": where, "peak_gflops": peak / 1e9,
+              "peak_how": "bf16 square matmul" if device.type == "cuda" else f"fp32 square matmul, {threads} thread(s)"}
     rows, details = [], {}
     if args.only in (None, "model"):
         part, more = model_rows(cfg, device, where, peak, args.dets.split(","))
         rows, details = rows + part, details | more
+        write(Path(args.out), header, rows, details)  # what is measured is kept, whatever comes next
     if args.only in (None, "workflow"):
         part, more = workflow_rows(args.cores, machine(torch.device("cpu"), args.cores))
         rows, details = rows + part, details | more
+    print(write(Path(args.out), header, rows, details))
 
-    header = {"date": time.strftime("%Y-%m-%d"), "machine": where, "peak_gflops": peak / 1e9,
-              "peak_how": "bf16 square matmul" if device.type == "cuda" else f"fp32 square matmul, {threads} thread(s)"}
-    out = Path(args.out)
+
+def write(out: Path, header: dict, rows: list[Row], details: dict) -> str:
+    """results.json and results.md in `out`; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     record = {"header": header, "rows": [r.as_dict() for r in rows], "details": details}
     (out / "results.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
     text = markdown(rows, header)
     (out / "results.md").write_text(text)
-    print(text)
+    return text
 
 
 if __name__ == "__main__":
