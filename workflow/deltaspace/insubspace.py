@@ -52,21 +52,34 @@ def _load_code(path) -> torch.Tensor:
 
 def points_per_pass(device: torch.device) -> int:
     """How many codes a sweep evaluates in one pass. A GPU is far from busy with one point's examples. On a
-    CPU the forward pass is already bound by matrix products (bench/: about two thirds of the measured peak
-    with one point per pass), and vmap's batching over points only adds copies: one point at a time."""
+    CPU the forward pass is already bound by matrix products (bench/: 84% of the measured peak with one
+    point at a time), and vmap's batching over points only adds copies: one point at a time."""
     return 16 if device.type == "cuda" else 1
 
 
 @torch.no_grad()
 def predict_codes(model: Decoded, split: Split, codes: torch.Tensor, batch_size: int, device: torch.device,
                   points: int | None = None, bar: tqdm | None = None) -> np.ndarray:
-    """Predictions (codes x examples) of the decoded model at each code, `points` codes per pass
-    (Decoded.logits_at) over batches of `batch_size` examples sorted by length; `bar` advances per code."""
+    """Predictions (codes x examples) of the decoded model at each code; `bar` advances per code.
+
+    With several `points` per pass, Decoded.logits_at evaluates that many codes at once over batches of
+    `batch_size` examples sorted by length. With one, each code's tensors are written into the classifier's
+    own parameters and it predicts as a trained model does (no functional_call per batch, the label names
+    encoded once per code)."""
     points = points or points_per_pass(device)
+    preds = np.empty((len(codes), len(split)), dtype=np.int64)
+    if points == 1:
+        params = dict(model.classifier.named_parameters())
+        for i, z in enumerate(codes):
+            for name, tensor in model.tensors(z.to(device)).items():
+                params[name].copy_(tensor)
+            preds[i] = predict(model.classifier, split, batch_size, device)
+            if bar is not None:
+                bar.update(1)
+        return preds
     was_training = model.training
     model.eval()
     encoded = [(index, to_device(model, split, index, device)[0]) for index in batches(split, batch_size, None)]
-    preds = np.empty((len(codes), len(split)), dtype=np.int64)
     with autocast(device):
         for start in range(0, len(codes), points):
             chunk = codes[start : start + points]
