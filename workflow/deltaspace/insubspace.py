@@ -52,7 +52,7 @@ def _load_code(path) -> torch.Tensor:
 
 def points_per_pass(device: torch.device) -> int:
     """How many codes a sweep evaluates in one pass. A GPU is far from busy with one point's examples. On a
-    CPU the forward pass is already bound by matrix products (bench/: 84% of the measured peak with one
+    CPU the forward pass is already bound by matrix products (bench/: 67-84% of the measured peak with one
     point at a time), and vmap's batching over points only adds copies: one point at a time."""
     return 16 if device.type == "cuda" else 1
 
