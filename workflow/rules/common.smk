@@ -1,4 +1,5 @@
 # Validate the config before any job is scheduled, and derive the target lists from it.
+import re
 import sys
 from pathlib import Path
 
@@ -81,9 +82,11 @@ LAND_SEED = {task: min(seed for t, seed in OPT_RUNS if t == task) for task in LA
 LAND_SPACES = spaces(min_dim=2) if LAND["enabled"] and len(LAND_DETS) >= 2 else []
 
 
+# A wildcard takes only the config's own names (escaped: "." in a name is no regex wildcard), so no path
+# outside results/ nor any other value can reach a job.
 wildcard_constraints:
-    det="|".join(DETS),
-    task="|".join(TASKS),
+    det="|".join(map(re.escape, DETS)),
+    task="|".join(map(re.escape, TASKS)),
     seed=r"\d+",
     dim=r"\d+",
     space=r"[a-z]+-d\d+",
