@@ -7,12 +7,13 @@ default's backbone and first task, so what is measured is what a workflow job do
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import ROOT, sync, timed
+from common import ROOT, timed
 from torch.utils.flop_counter import FlopCounterMode
 
 from deltaspace.config import backbone_slice, data_slice, det_config, task_config, train_slice
@@ -48,22 +49,40 @@ def _flops(fn) -> int:
     return counter.get_total_flops()
 
 
+def random_subspace(classifier, dim: int, scale: float, generator: torch.Generator) -> Decoded:
+    """The classifier's DET decoded from a random dim-subspace around its initial values (for timing only)."""
+    layout = Layout.of_trainable(classifier)
+    init = layout.flatten({n: p for n, p in classifier.named_parameters() if p.requires_grad})
+    projection = torch.randn(layout.size, dim, generator=generator) * scale
+    return Decoded(classifier, layout, projection, torch.zeros(layout.size), init)
+
+
 # -- DET training ------------------------------------------------------------------------------------------
-def epoch_flops(model, split: Split, batch_size: int, device: torch.device) -> tuple[int, float]:
-    """FLOPs of one epoch's forward and backward passes (train's batches for seed 0), counted by PyTorch's
-    FlopCounterMode, and the share of the tokens they ran on that were not padding."""
+def passes_flops(passes) -> tuple[int, float]:
+    """FLOPs of the forward and backward passes that iterating `passes` runs (PyTorch's FlopCounterMode), and
+    the share of their tokens that were not padding: each item is the attention mask of one pass."""
     real = padded = 0
+
+    def run():
+        nonlocal real, padded
+        for mask in passes:
+            real += int(mask.sum())
+            padded += mask.numel()
+
+    return _flops(run), real / padded
+
+
+def epoch_flops(model, split: Split, batch_size: int, device: torch.device) -> tuple[int, float]:
+    """passes_flops of one epoch of train's batches (seed 0)."""
     model.train()
 
-    def epoch():
-        nonlocal real, padded
+    def passes():
         for index in batches(split, batch_size, torch.Generator().manual_seed(0)):
             enc, labels = to_device(model, split, index, device)
             F.cross_entropy(model(**enc).float(), labels).backward()
-            real += int(enc["attention_mask"].sum())
-            padded += enc["attention_mask"].numel()
+            yield enc["attention_mask"]
 
-    return _flops(epoch), real / padded
+    return passes_flops(passes())
 
 
 def ours_training(cfg: dict, det: str, device: torch.device) -> dict:
@@ -115,21 +134,18 @@ def trainer_training(cfg: dict, det: str, device: torch.device) -> dict:
                           data_collator=DataCollatorWithPadding(tokenizer))
         _, wall = timed(trainer.train, device)
         loader = trainer.get_train_dataloader()
-        real, padded = 0, 0
         model.train()
 
-        def epoch():
-            nonlocal real, padded
+        def passes():
             for batch in loader:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 model(**batch).loss.backward()
-                real += int(batch["attention_mask"].sum())
-                padded += batch["attention_mask"].numel()
+                yield batch["attention_mask"]
 
-        flops = _flops(epoch) * settings["epochs"]
+        flops, useful = passes_flops(passes())
     examples = len(dataset) * settings["epochs"]
-    return {"examples": examples, "seconds": wall, "examples_per_s": examples / wall, "flops": flops,
-            "useful": real / padded}
+    return {"examples": examples, "seconds": wall, "examples_per_s": examples / wall,
+            "flops": flops * settings["epochs"], "useful": useful}
 
 
 # -- a step in the subspace ---------------------------------------------------------------------------------
@@ -140,18 +156,14 @@ def step_seconds(cfg: dict, det: str, device: torch.device, dim: int = 4) -> dic
     settings = train_slice(cfg) | {"epochs": 1}
     out = {}
     for space in ("original", "subspace"):
-        classifier, data = setup(cfg, det)
-        model = classifier
+        model, data = setup(cfg, det)
         if space == "subspace":
-            layout = Layout.of_trainable(classifier)
-            init = layout.flatten({n: p for n, p in classifier.named_parameters() if p.requires_grad})
-            projection = torch.randn(layout.size, dim, generator=torch.Generator().manual_seed(0)) * 1e-3
-            model = Decoded(classifier, layout, projection, torch.zeros(layout.size), init)
+            model = random_subspace(model, dim, 1e-3, torch.Generator().manual_seed(0))
         splits = splits_for_training(model, data)
         result = train(model, splits, settings, 1e-3, 0, device, desc=f"{space} {det}")
         per_s = next(m["value"] for m in result.metrics if m["metric"] == "examples_per_s")
         flops, _ = epoch_flops(model, splits["train"], settings["batch_size"], device)
-        steps = -(-len(splits["train"]) // settings["batch_size"])
+        steps = math.ceil(len(splits["train"]) / settings["batch_size"])
         out[space] = {"seconds": len(splits["train"]) / per_s / steps, "flops": flops / steps}
     return out
 
@@ -161,13 +173,10 @@ def landscape_sweep(cfg: dict, det: str, device: torch.device, points: int = 16,
     """Grid points per second: the naive loop (decode a point, write its tensors into the model's parameters,
     evaluate) against predict_codes with several points per pass; both on the landscape's test examples."""
     classifier, data = setup(cfg, det)
-    layout = Layout.of_trainable(classifier)
     params = dict(classifier.named_parameters())
-    init = layout.flatten({n: p for n, p in params.items() if p.requires_grad})
     generator = torch.Generator().manual_seed(0)
     dim = max(cfg["subspace"]["dims"])
-    projection = torch.randn(layout.size, dim, generator=generator) * 0.02
-    model = Decoded(copy.deepcopy(classifier), layout, projection, torch.zeros(layout.size), init).to(device)
+    model = random_subspace(copy.deepcopy(classifier), dim, 0.02, generator).to(device)
     classifier.to(device)
     test = Split.of(model, data.splits["test"].iloc[: cfg["landscape"]["max_examples"]])
     codes = torch.randn(points, dim, generator=generator)
@@ -187,7 +196,6 @@ def landscape_sweep(cfg: dict, det: str, device: torch.device, points: int = 16,
     for k in per_pass:
         got, seconds = timed(lambda k=k: predict_codes(model, test, codes, batch, device, points=k), device)
         rates[k] = {"points_per_s": points / seconds, "agreement": float((got == expected).mean())}
-    sync(device)
     return {"points": points, "examples": len(test), "naive_points_per_s": points / naive_s, "per_pass": rates,
             "flops_per_point": _flops(lambda: predict(classifier, test, batch, device))}
 

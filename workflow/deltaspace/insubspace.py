@@ -20,9 +20,7 @@ from .landscape import plane, plot_landscape, square_grid
 from .models import job_device
 from .subspace import Decoded, SpaceFile, SubspaceError, load_space
 from .tasks import TaskData, load_task
-from .train import Split, autocast, batches, predict, scores, to_device, train
-
-SCORES = ("accuracy", "macro_f1", "majority_accuracy")  # what train.scores gives
+from .train import SCORES, Split, autocast, batches, predict, scores, to_device, train
 
 
 def _prepare(space_path, det_names: list[str], backbone: dict, task: dict, data: dict, base_dir,

@@ -126,7 +126,6 @@ class Shape:
         return self.kv_heads * self.head_dim
 
 
-
 def backbone_shape(config) -> Shape:
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads

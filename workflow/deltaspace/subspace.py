@@ -225,10 +225,7 @@ class Decoded(nn.Module):
             return functional_call(self.classifier, self.tensors(z), (input_ids, attention_mask),
                                    {"label_embeddings": labels})
 
-        codes = codes.to(self.base.device, torch.float32)
-        if len(codes) == 1:  # nothing to share: the plain call, without vmap's bookkeeping
-            return at(codes[0])[None]
-        return torch.func.vmap(at, randomness="different")(codes)
+        return torch.func.vmap(at, randomness="different")(codes.to(self.base.device, torch.float32))
 
 
 # -- the decompose stage and its artifact -----------------------------------------------------------------

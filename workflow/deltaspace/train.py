@@ -84,6 +84,9 @@ def predict(classifier: Classifier, split: Split, batch_size: int, device: torch
     return preds
 
 
+SCORES = ("accuracy", "macro_f1", "majority_accuracy")  # the keys of scores()
+
+
 def scores(preds: np.ndarray, labels: np.ndarray, n_labels: int, majority: int) -> dict[str, float]:
     f1 = []
     for c in range(n_labels):
