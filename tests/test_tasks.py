@@ -26,6 +26,7 @@ DATA = {
     "validation_fraction": 0.1,
     "test_fraction": 0.2,
     "split_seed": 1234,
+    "max_text_chars": 100_000,
 }
 EXPECTED_LABELS = {
     "rotten_tomatoes": ["negative", "positive"],
@@ -378,6 +379,42 @@ def setup_empty_file(root):
     return file_task(), r"train\.parquet: has no rows"
 
 
+def truncated(root, suffix):
+    path = write(frame(), root / "t" / f"train{suffix}")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])  # cut off, as by a failed copy
+
+
+def setup_truncated_parquet(root):
+    truncated(root, ".parquet")
+    return file_task(), r"train\.parquet: not a readable Parquet file"
+
+
+def setup_truncated_jsonl(root):
+    truncated(root, ".jsonl")
+    return file_task(), r"train\.jsonl: line 41 is not JSON"
+
+
+def setup_truncated_csv(root):
+    # cut inside a row, whose label may read as another ("go" for "good")
+    truncated(root, ".csv")
+    return file_task(), r"train\.csv: does not end with a line break, so its last row may be cut off"
+
+
+def setup_empty_csv(root):
+    (root / "t").mkdir()
+    (root / "t" / "train.csv").write_bytes(b"")
+    return file_task(), r"train\.csv: not a readable CSV file"
+
+
+def setup_unclosed_quote(root):
+    (root / "t").mkdir()
+    rows = [f"sentence {i},{('bad', 'good')[i % 2]}" for i in range(8000)]
+    rows[7], rows[-1] = '"sentence 7,good', 'sentence" 7999,good'  # the cell runs on to the next quote
+    (root / "t" / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    return file_task(), (r"key 'text_column', file .*train\.csv, row 7 \(0-based\): text is [\d,]+ characters "
+                         r"long, over data\.max_text_chars \(100,000\)")
+
+
 ERROR_CASES = [v for k, v in sorted(globals().items()) if k.startswith("setup_")]
 
 
@@ -435,7 +472,7 @@ def hub_dataset():
 def test_hub_frames_from_dataset(hub_dataset):
     _, make = hub_dataset
     task = {"name": "h", "source": "hub", "id": "org/data", "text_column": "sentence"}
-    names, frames, sources = tasks._hub_frames(task, make(20))
+    names, frames, sources = tasks._hub_frames(task, {}, make(20))
     assert names == ["neg", "pos"] and list(frames) == ["train"]
     assert frames["train"]["text"].tolist()[:2] == ["s0", "s1"]
     assert (frames["train"]["text_pair"] == "").all()
@@ -468,11 +505,11 @@ def test_hub_errors(hub_dataset, monkeypatch):
     datasets, make = hub_dataset
     task = {"name": "h", "source": "hub", "id": "org/data", "text_column": "sentence", "splits": {"test": "gold"}}
     with pytest.raises(TaskError, match=r"hub dataset 'org/data' split 'gold'.*not found"):
-        tasks._hub_frames(task, datasets.DatasetDict({"train": make(10)}))
+        tasks._hub_frames(task, {}, datasets.DatasetDict({"train": make(10)}))
     unlabelled = make(6).cast_column("label", datasets.Value("int64")).map(lambda r: {"label": -1})
     task = {"name": "h", "source": "hub", "id": "org/data", "text_column": "sentence", "labels": ["neg", "pos"]}
     with pytest.raises(TaskError, match=r"split 'test', row 0 \(0-based\): label id -1.*unlabelled"):
-        tasks._hub_frames(task, datasets.DatasetDict({"train": make(10), "test": unlabelled}))
+        tasks._hub_frames(task, {}, datasets.DatasetDict({"train": make(10), "test": unlabelled}))
 
     def offline(*args, **kwargs):
         raise ConnectionError("no network")

@@ -549,3 +549,11 @@ def backbone_slice(cfg: dict) -> dict:
 
 def data_slice(cfg: dict) -> dict:
     return copy.deepcopy(cfg["data"])
+
+
+def job_setting(raw: dict, section: str, key: str) -> Any:
+    """A setting that decides how a job runs, not what it computes (train.checkpoint_minutes), as a job
+    reads it from the workflow's raw config, validated when the workflow started. It cannot be a param:
+    changing a param's value reruns the job."""
+    value = (raw.get(section) or {}).get(key, _MISSING)
+    return load_schema()["$defs"][section]["properties"][key]["default"] if value is _MISSING else value

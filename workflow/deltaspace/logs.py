@@ -9,6 +9,8 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
+from .io import recording
+
 
 class _Tee:
     def __init__(self, *streams):
@@ -44,3 +46,13 @@ def logged(path):
             raise
         finally:
             sys.stdout, sys.stderr = out, err
+
+
+@contextmanager
+def job(snakemake):
+    """What every rule script runs inside: its log (`logged`), and its artifacts stamped with the rule, the
+    wildcards, the config slice (every param but the code digest) and the code digest (`io.recording`)."""
+    params = dict(snakemake.params.items())
+    code = params.pop("code", None)
+    with logged(snakemake.log[0]), recording(snakemake.rule, params, code, dict(snakemake.wildcards.items())):
+        yield

@@ -44,13 +44,26 @@ def package_model_dir(dist_name: str) -> Path:
     return Path(dist.locate_file(configs[0])).parent
 
 
-def load_tokenizer(source: str, ident: str, revision: str | None = None) -> PreTrainedTokenizerBase:
+def load_tokenizer(source: str, ident: str, revision: str | None = None, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     where = package_model_dir(ident) if source == "package" else ident
-    tokenizer = AutoTokenizer.from_pretrained(where, revision=revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where, revision=revision, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        raise BackboneError(f"backbone.id: cannot load the tokenizer of {ident!r}: {_remote_code_hint(exc)}") from exc
     if tokenizer.pad_token is None:  # causal LMs often ship without one; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
+
+
+def _remote_code_hint(exc: Exception) -> str:
+    text = str(exc)
+    if "trust_remote_code" in text:
+        return ("it ships its own Python code, which runs only with backbone.trust_remote_code: true "
+                "(set it only for a source you trust)")
+    if "safetensors" in text.lower():
+        return f"its weights are not in a safetensors file, and no other format is read ({text.splitlines()[0]})"
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _model_class(kind: str):
@@ -72,14 +85,20 @@ def load_backbone(cfg: dict) -> Backbone:
             model = _model_class(kind).from_config(config, attn_implementation="sdpa")
     else:
         where = package_model_dir(cfg["id"]) if source == "package" else cfg["id"]
-        tokenizer = load_tokenizer(source, cfg["id"], cfg.get("revision"))
-        model = _model_class(kind).from_pretrained(
-            where,
-            revision=cfg.get("revision"),
-            trust_remote_code=bool(cfg.get("trust_remote_code", False)),
-            attn_implementation="sdpa",
-            dtype=torch.float32,
-        )
+        remote = bool(cfg.get("trust_remote_code", False))
+        tokenizer = load_tokenizer(source, cfg["id"], cfg.get("revision"), remote)
+        try:
+            # Weights only ever come from safetensors files: a pickled checkpoint could run code on loading.
+            model = _model_class(kind).from_pretrained(
+                where,
+                revision=cfg.get("revision"),
+                trust_remote_code=remote,
+                use_safetensors=True,
+                attn_implementation="sdpa",
+                dtype=torch.float32,
+            )
+        except (OSError, ValueError) as exc:
+            raise BackboneError(f"backbone.id: cannot load {cfg['id']!r}: {_remote_code_hint(exc)}") from exc
     if kind == "encoder" and getattr(model, "pooler", None) is not None:
         # The head pools the hidden states itself; an unused pooler would put dead entries in BitFit's delta.
         model.pooler = None

@@ -4,13 +4,14 @@ over the same DET's original-space result on the same task and seed (test accura
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_path, load_table, pyplot, save_figure, save_table
+from .io import PROVENANCE, atomic_path, load_table, provenance, pyplot, save_figure, save_table
 from .landscape import shares
 from .paper import SETTINGS
 
@@ -321,8 +322,10 @@ def plot_dims(table: pd.DataFrame, path) -> None:
 
 
 def _write(path: Path, text: str) -> None:
+    """Write Markdown or HTML with the provenance in a closing comment, which neither renders."""
+    stamp = json.dumps(provenance(), sort_keys=True).replace("--", "- -")  # "--" may not appear in a comment
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(f"{text}<!-- {PROVENANCE}: {stamp} -->\n")
 
 
 def build_report(*, original: list, optimized: list, transfer: list, landscape: list, solutions: list,

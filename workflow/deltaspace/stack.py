@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 
 from .delta import INIT, TRAINED, Layout
-from .io import ArtifactError, load_table, load_tensors, save_table, save_tensors
+from .io import PROVENANCE, ArtifactError, load_table, load_tensors, save_table, save_tensors
 
 
 def read_delta(path) -> tuple[Layout, torch.Tensor, torch.Tensor, dict]:
@@ -22,6 +22,21 @@ def read_delta(path) -> tuple[Layout, torch.Tensor, torch.Tensor, dict]:
     return layout, trained, init, meta
 
 
+def _same_run(path, first_path, this: tuple[Layout, dict], first: tuple[Layout, dict]) -> None:
+    """Refuse a delta whose layout, backbone or DET config differs from the first's; warn where the package
+    versions differ (same settings, but the numbers may not be comparable bit for bit)."""
+    (layout, meta), (first_layout, first_meta) = this, first
+    differs = [what for what, same in (("layout", layout == first_layout),
+                                       ("backbone", meta["backbone"] == first_meta["backbone"]),
+                                       ("DET config", meta["det_config"] == first_meta["det_config"])) if not same]
+    if differs:
+        raise ArtifactError(f"{path}: its {' and '.join(differs)} differ from those of {first_path}; the deltas of one "
+                            "stack must come from one backbone and one DET config: rerun its train_det job")
+    versions = meta.get(PROVENANCE, {}).get("versions"), first_meta.get(PROVENANCE, {}).get("versions")
+    if versions[0] != versions[1]:
+        print(f"warning: {path} was made with {versions[0]}, {first_path} with {versions[1]}")
+
+
 def stack_deltas(*, det_name: str, deltas: list, metrics: list, stacked_path, index_path) -> None:
     """Stack trained-minus-initial vectors of one DET, one row per (task, seed), in the order given."""
     rows, inits, index, layout, first = [], [], [], None, None
@@ -29,9 +44,10 @@ def stack_deltas(*, det_name: str, deltas: list, metrics: list, stacked_path, in
         this, trained, init, meta = read_delta(delta_path)
         if layout is None:
             layout, first = this, meta
-        elif this != layout or meta["backbone"] != first["backbone"] or meta["det_config"] != first["det_config"]:
-            raise ArtifactError(f"{delta_path}: its layout, backbone or DET config differs from {deltas[0]}; "
-                                "rerun its train_det job")
+        else:
+            _same_run(delta_path, deltas[0], (this, meta), (layout, first))
+        if not bool(torch.isfinite(trained).all()):
+            raise ArtifactError(f"{delta_path}: holds NaN or infinite values; delete it and rerun its train_det job")
         table = load_table(metrics_path)
         acc = table[(table.split == "validation") & (table.metric == "accuracy")].value
         if len(acc) != 1:

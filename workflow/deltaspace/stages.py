@@ -4,18 +4,23 @@ The Snakemake script in workflow/scripts/ is a thin call into this, so the stage
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import dets
 from .delta import INIT, TRAINED, Layout
 from .heads import build_classifier
-from .io import save_table, save_tensors
+from .io import provenance, save_table, save_tensors
 from .models import job_device
 from .tasks import load_task
-from .train import Split, train
+from .train import Checkpoint, NonFiniteLoss, Split, train, trainable
+
+CHECKPOINT = "checkpoint.safetensors"  # beside the delta; removed once the delta is written
 
 
 def train_det(
@@ -31,7 +36,11 @@ def train_det(
     delta_path: str | Path,
     metrics_path: str | Path,
     threads: int | None = None,
+    checkpoint_minutes: float | None = None,
 ) -> None:
+    """Train and write the delta (the best validation checkpoint's values, and the initial ones) and the
+    metrics. A NaN or infinite loss fails the job, or with train.nonfinite_retries starts over at a lower
+    learning rate. With checkpoint_minutes, a killed job's rerun resumes from its last checkpoint."""
     started = time.perf_counter()
     device = job_device(train_cfg["device"], threads)  # before anything slow
     task_data = load_task(task, data, Path(base_dir))
@@ -41,7 +50,37 @@ def train_det(
     if layout.size != expected:
         raise dets.DETError(f"dets.{det_name}: {layout.size} trainable entries, but the settings give {expected}")
     splits = {name: Split.of(classifier, frame) for name, frame in task_data.splits.items()}
-    result = train(classifier, splits, train_cfg, det_cfg["lr"], seed, device, desc=f"{det_name}/{task['name']}/seed{seed}")
+    for name, split in splits.items():
+        cut = sum(len(ids) >= classifier.max_length for ids in split.ids)
+        if cut:
+            print(f"{name}: {cut} of {len(split)} examples reach backbone.max_length ({classifier.max_length} tokens) and are cut there")
+    desc = f"{det_name}/{task['name']}/seed{seed}"
+    start = {n: p.detach().clone() for n, p in trainable(classifier).items()}
+    lr, retries = det_cfg["lr"], 0
+    while True:
+        # The checkpoint belongs to this job and learning rate: settings, code or versions that differ, or
+        # a retry at a lower rate, make an earlier file one to replace, not to resume from.
+        job = {"args": [backbone, data, task, train_cfg, det_name, det_cfg, seed, lr], "made_by": provenance()}
+        key = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+        checkpoint = None
+        if checkpoint_minutes is not None:
+            checkpoint = Checkpoint(Path(delta_path).parent / CHECKPOINT, key, 60.0 * checkpoint_minutes)
+        try:
+            result = train(classifier, splits, train_cfg, lr, seed, device, desc=desc, checkpoint=checkpoint)
+            break
+        except NonFiniteLoss as exc:
+            if checkpoint is not None:
+                checkpoint.remove()
+            if retries == train_cfg["nonfinite_retries"]:
+                hint = ("set train.nonfinite_retries to retry at a lower rate, or lower" if retries == 0 else
+                        f"{retries} retries at lower rates failed too; lower")
+                raise NonFiniteLoss(f"{exc}; {hint} dets.{det_name}.lr or train.max_grad_norm") from None
+            retries += 1
+            lr *= train_cfg["nonfinite_lr_factor"]
+            print(f"{exc}; retry {retries} of {train_cfg['nonfinite_retries']} from the initial values at learning rate {lr:g}")
+            with torch.no_grad():
+                for name, p in trainable(classifier).items():
+                    p.copy_(start[name])
 
     tensors = {TRAINED + n: t for n, t in result.best.items()} | {INIT + n: t for n, t in result.init.items()}
     save_tensors(
@@ -58,8 +97,15 @@ def train_det(
             "param_count": layout.size,
             "layout": layout.to_json(),
             "device": str(device),
+            "lr": lr,
         },
     )
-    rows = result.metrics + [{"split": "train", "metric": "wall_seconds", "value": time.perf_counter() - started}]
+    rows = result.metrics + [
+        {"split": "train", "metric": "lr", "value": float(lr)},
+        {"split": "train", "metric": "nonfinite_retries", "value": float(retries)},
+        {"split": "train", "metric": "wall_seconds", "value": time.perf_counter() - started},
+    ]
     frame = pd.DataFrame(rows).assign(det=det_name, task=task["name"], seed=seed)
     save_table(metrics_path, frame[["det", "task", "seed", "split", "metric", "value"]])
+    if checkpoint is not None:
+        checkpoint.remove()

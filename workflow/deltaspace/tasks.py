@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,7 @@ def _label_ids(task: Mapping, part: _Raw, names: list[str]) -> pd.Series:
     return pd.Series(values.astype("int64"), index=column.index)
 
 
-def _text(task: Mapping, part: _Raw, column: str, required: bool) -> pd.Series:
+def _text(task: Mapping, part: _Raw, column: str, required: bool, max_chars: int | None) -> pd.Series:
     values = part.frame[column]
     key = COLUMN_KEYS[column]
     missing = values.isna().to_numpy()
@@ -183,6 +184,12 @@ def _text(task: Mapping, part: _Raw, column: str, required: bool) -> pd.Series:
         empty = (values.str.strip() == "").to_numpy()
         if empty.any():
             raise _fail(task, key, "text is empty", part.file, int(np.flatnonzero(empty)[0]))
+    lengths = values.str.len().to_numpy()
+    if max_chars is not None and (lengths > max_chars).any():
+        row = int(np.flatnonzero(lengths > max_chars)[0])
+        msg = (f"text is {lengths[row]:,} characters long, over data.max_text_chars ({max_chars:,}): a CSV "
+               "with an unclosed quote reads the rest of the file into one cell; fix the file, or raise the limit")
+        raise _fail(task, key, msg, part.file, row)
     return values.astype(str)
 
 
@@ -194,11 +201,12 @@ class _Raw:
     file: Any  # what error messages name: a path, or a description of a packaged or hub source
 
 
-def _clean(task: Mapping, part: _Raw, names: list[str]) -> pd.DataFrame:
+def _clean(task: Mapping, data: Mapping, part: _Raw, names: list[str]) -> pd.DataFrame:
+    max_chars = data.get("max_text_chars")
     frame = pd.DataFrame(
         {
-            "text": _text(task, part, "text", True),
-            "text_pair": _text(task, part, "text_pair", False),
+            "text": _text(task, part, "text", True, max_chars),
+            "text_pair": _text(task, part, "text_pair", False, max_chars),
             "label": _label_ids(task, part, names),
         }
     )
@@ -433,12 +441,19 @@ def _read_csv(task: Mapping, key: str, file: Path) -> pd.DataFrame:
     text_columns = {c: str for c, ours in wanted.items() if ours != "label"}
     try:
         # Only empty cells are missing: a sentence reading "NA" or "null" is still text.
-        return pd.read_csv(
+        frame = pd.read_csv(
             file, usecols=lambda c: c in wanted, dtype=text_columns, keep_default_na=False, na_values=[""],
             encoding="utf-8",
         )
     except Exception as exc:  # pandas raises several types for damaged files
         raise _fail(task, key, f"not a readable CSV file ({exc})", file) from exc
+    with open(file, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) not in (b"\n", b"\r"):
+            # A row cut short still parses, its label a prefix of one ("go" for "good"): refuse the file.
+            msg = "does not end with a line break, so its last row may be cut off; add one if the file is complete"
+            raise _fail(task, key, msg, file)
+    return frame
 
 
 def _read_split(task: Mapping, split: str, file: Path) -> tuple[_Raw, list[str] | None]:
@@ -462,7 +477,7 @@ def _read_files(task: Mapping, data: Mapping, base_dir: Path) -> tuple[list[str]
         if names is not None:
             found[split] = names
     names = _label_names(task, raw, _agreed_names(task, found, files["train"]))
-    frames = {split: _clean(task, part, names) for split, part in raw.items()}
+    frames = {split: _clean(task, data, part, names) for split, part in raw.items()}
     return names, frames, files
 
 
@@ -474,7 +489,7 @@ def _hub_source(task: Mapping, split: str) -> str:
     return f"hub dataset {task['id']!r}{extra} split {split!r}"
 
 
-def _hub_frames(task: Mapping, dataset) -> tuple[list[str], dict[str, pd.DataFrame], dict[str, str]]:
+def _hub_frames(task: Mapping, data: Mapping, dataset) -> tuple[list[str], dict[str, pd.DataFrame], dict[str, str]]:
     """Map a loaded datasets.Dataset (taken as train) or DatasetDict to names and checked frames."""
     import datasets
 
@@ -497,7 +512,7 @@ def _hub_frames(task: Mapping, dataset) -> tuple[list[str], dict[str, pd.DataFra
         frame = part.select_columns(present).to_pandas()
         raw[split] = _Raw(_select(task, "splits", frame, sources[split]), sources[split])
     names = _label_names(task, raw, _agreed_names(task, found, sources["train"]))
-    return names, {s: _clean(task, p, names) for s, p in raw.items()}, sources
+    return names, {s: _clean(task, data, p, names) for s, p in raw.items()}, sources
 
 
 def _load_hub(task: Mapping, data: Mapping) -> TaskData:
@@ -511,7 +526,7 @@ def _load_hub(task: Mapping, data: Mapping) -> TaskData:
         dataset = datasets.load_dataset(task["id"], task.get("subset"), **kwargs)
     except Exception as exc:  # network, auth and format errors all surface here
         raise _fail(task, "id", f"cannot load from the hub ({exc})", _hub_source(task, "*")) from exc
-    names, frames, sources = _hub_frames(task, dataset)
+    names, frames, sources = _hub_frames(task, data, dataset)
     return _finish(task, data, names, frames, sources)
 
 

@@ -1,10 +1,16 @@
-"""Train one DET on one task with one seed; keep the checkpoint that is best on validation."""
+"""Train one DET on one task with one seed; keep the checkpoint that is best on validation.
+
+A long run can save its whole state (the DET's values, the optimiser's moments, the schedule, every random
+generator, the best values so far) at evaluations, and a rerun resumes from there: on the CPU the resumed
+run ends bit-identical to one that was never stopped.
+"""
 from __future__ import annotations
 
 import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .heads import Classifier
+from .io import ArtifactError, load_tensors, save_tensors
 
 BUCKET = 50  # batches per length-sorted bucket: less padding, still shuffled
 
@@ -30,6 +37,54 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+class NonFiniteLoss(ArithmeticError):
+    """The training loss or the DET's values became NaN or infinite."""
+
+
+@dataclass
+class Checkpoint:
+    """Where a run saves its state, how often, and the key of the job it belongs to: a file with another
+    key (a run of other settings or code) is never resumed from, only replaced."""
+
+    path: Path
+    key: str
+    every_seconds: float = 600.0
+
+    def load(self) -> tuple[dict[str, torch.Tensor], dict] | None:
+        if not Path(self.path).is_file():
+            return None
+        try:
+            tensors, meta = load_tensors(self.path)
+        except ArtifactError as exc:  # a checkpoint is a convenience: a damaged one means starting over
+            print(f"ignoring the checkpoint: {exc}")
+            return None
+        if meta.get("key") != self.key:
+            print(f"ignoring the checkpoint {self.path}: it belongs to other settings or code")
+            return None
+        return tensors, meta
+
+    def save(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        save_tensors(self.path, tensors, meta | {"key": self.key})
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {f"optimizer.{i}.{k}": v for i, entry in state["state"].items() for k, v in entry.items()}
+    return tensors, state["param_groups"]
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 @dataclass
@@ -108,11 +163,14 @@ def train(
     seed: int,
     device: torch.device,
     desc: str = "train",
+    checkpoint: Checkpoint | None = None,
 ) -> Result:
     """Train the classifier's trainable tensors (the DET's) on splits["train"].
 
     cfg is the validated `train:` slice. Evaluates on validation evals_per_epoch times per epoch and
-    returns the best tensors with metrics on validation and test (and at initialisation on test).
+    returns the best tensors with metrics on validation and test (and at initialisation on test). With a
+    checkpoint, resumes from its file when there is one for this job, and saves one at an evaluation once
+    checkpoint.every_seconds have passed since the last. A NaN or infinite loss raises NonFiniteLoss.
     """
     torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
@@ -122,10 +180,6 @@ def train(
     n_labels = len(classifier.labels)
     majority = int(np.bincount(splits["train"].labels, minlength=n_labels).argmax())
     result = Result(init=init, best=init)
-
-    test_init = predict(classifier, splits["test"], cfg["eval_batch_size"], device)
-    result.metrics.append({"split": "test", "metric": "accuracy_at_init",
-                           "value": float(np.mean(test_init == splits["test"].labels))})
 
     steps_per_epoch = math.ceil(len(splits["train"]) / cfg["batch_size"])
     total = steps_per_epoch * cfg["epochs"]
@@ -137,11 +191,39 @@ def train(
     eval_at = {round(steps_per_epoch * (i + 1) / cfg["evals_per_epoch"]) for i in range(cfg["evals_per_epoch"])}
 
     best_acc, best_step, best_preds, seen, train_seconds, step = -1.0, 0, None, 0, 0.0, 0
+    first_epoch, skip = 0, 0  # where a resumed run goes on: epoch, and batches of it already done
+    loaded = checkpoint.load() if checkpoint else None
+    if loaded is None:
+        test_init = predict(classifier, splits["test"], cfg["eval_batch_size"], device)
+        result.metrics.append({"split": "test", "metric": "accuracy_at_init",
+                               "value": float(np.mean(test_init == splits["test"].labels))})
+    else:
+        tensors, meta = loaded
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(tensors["current." + name].to(p.device))
+        _load_optimizer(optimizer, tensors, meta["param_groups"])
+        schedule.load_state_dict(meta["schedule"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        generator.set_state(tensors["rng.epoch_start"])
+        result.best = {n: tensors["best." + n] for n in params}
+        result.metrics, result.history = meta["metrics"], meta["history"]
+        best_preds = tensors["best_preds"].numpy() if "best_preds" in tensors else None
+        best_acc, best_step, seen, train_seconds, step = (meta[k] for k in ("best_acc", "best_step", "seen", "train_seconds", "step"))
+        first_epoch, skip = meta["epoch"], meta["batch"]
+        print(f"{desc}: resumed from the checkpoint at step {step} of {total} ({checkpoint.path})")
+    last_save = time.monotonic()
+
     classifier.train()
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
-    for epoch in range(cfg["epochs"]):
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
+    for epoch in range(first_epoch, cfg["epochs"]):
         running = []
+        epoch_start = generator.get_state()
         for i, index in enumerate(batches(splits["train"], cfg["batch_size"], generator), start=1):
+            if i <= skip:  # done before the checkpoint this run resumed from
+                continue
             t0 = time.perf_counter()
             enc, labels = to_device(classifier, splits["train"], index, device)
             with autocast(device):
@@ -157,9 +239,15 @@ def train(
             seen += len(index)
             step += 1
             running.append(loss.item())
+            if not math.isfinite(running[-1]):
+                raise NonFiniteLoss(f"{desc}: the training loss is {running[-1]} at step {step} of {total} "
+                                    f"(epoch {epoch + 1}, learning rate {lr:g})")
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", ex_s=f"{seen / train_seconds:.1f}", best=f"{best_acc:.3f}", refresh=False)
             if i in eval_at:
+                if not all(bool(torch.isfinite(p).all()) for p in params.values()):
+                    raise NonFiniteLoss(f"{desc}: the DET's values are no longer finite at step {step} of {total} "
+                                        f"(epoch {epoch + 1}, learning rate {lr:g})")
                 preds = predict(classifier, splits["validation"], cfg["eval_batch_size"], device)
                 acc = float(np.mean(preds == splits["validation"].labels))
                 result.history.append({"step": step, "epoch": epoch + i / steps_per_epoch,
@@ -168,6 +256,22 @@ def train(
                 if acc > best_acc:
                     best_acc, best_step, best_preds = acc, step, preds
                     result.best = {n: p.detach().cpu().clone() for n, p in params.items()}
+                due = checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds
+                if due and step < total:
+                    tensors = {"current." + n: p for n, p in params.items()} | {"best." + n: t for n, t in result.best.items()}
+                    moments, groups = _optimizer_tensors(optimizer)
+                    tensors |= moments | {"rng.torch": torch.get_rng_state(), "rng.epoch_start": epoch_start}
+                    if device.type == "cuda":
+                        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+                    if best_preds is not None:
+                        tensors["best_preds"] = torch.as_tensor(best_preds)
+                    checkpoint.save(tensors, {
+                        "param_groups": groups, "schedule": schedule.state_dict(), "metrics": result.metrics,
+                        "history": result.history, "best_acc": best_acc, "best_step": best_step, "seen": seen,
+                        "train_seconds": train_seconds, "step": step, "epoch": epoch, "batch": i,
+                    })
+                    last_save = time.monotonic()
+        skip = 0
     bar.close()
 
     with torch.no_grad():

@@ -26,9 +26,10 @@ except ConfigError as exc:
 DETS = det_names(CFG)
 TASKS = task_names(CFG)
 RUNS = runs(CFG)  # (task, seed) pairs: train.seeds, or a task's own seeds
-# Which seeds exist decides which jobs exist, and threads how fast they run, not what a job computes:
-# both stay out of train's params, so changing them reruns nothing.
-TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds", "threads")}
+# Which seeds exist decides which jobs exist, threads how fast they run and checkpoint_minutes how often a
+# job saves its state, not what a job computes: they stay out of train's params, so changing them reruns
+# nothing (train_det reads checkpoint_minutes from the config itself).
+TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds", "threads", "checkpoint_minutes")}
 THREADS = CFG["train"]["threads"] or workflow.cores
 LIBRARY = Path(workflow.basedir) / "workflow" / "deltaspace"
 

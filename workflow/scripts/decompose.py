@@ -3,10 +3,10 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
-from deltaspace.logs import logged
+from deltaspace.logs import job
 from deltaspace.subspace import decompose_stacks
 
-with logged(snakemake.log[0]):
+with job(snakemake):
     dets = snakemake.params.dets
     method = "learned" if snakemake.rule == "decompose_learned" else "svd"
     learning = None

@@ -4,9 +4,9 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
 from deltaspace.insubspace import landscape
-from deltaspace.logs import logged
+from deltaspace.logs import job
 
-with logged(snakemake.log[0]):
+with job(snakemake):
     landscape(
         space_path=snakemake.input.space,
         z_paths=dict(zip(snakemake.params.dets, snakemake.input.z)),

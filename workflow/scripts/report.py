@@ -3,10 +3,10 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
-from deltaspace.logs import logged
+from deltaspace.logs import job
 from deltaspace.report import build_report
 
-with logged(snakemake.log[0]):
+with job(snakemake):
     build_report(
         original=list(snakemake.input.original),
         optimized=list(snakemake.input.optimized),

@@ -3,10 +3,10 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
-from deltaspace.logs import logged
+from deltaspace.logs import job
 from deltaspace.stack import stack_deltas
 
-with logged(snakemake.log[0]):
+with job(snakemake):
     stack_deltas(
         det_name=snakemake.wildcards.det,
         deltas=list(snakemake.input.deltas),

@@ -3,10 +3,11 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
-from deltaspace.logs import logged
+from deltaspace.config import job_setting
+from deltaspace.logs import job
 from deltaspace.stages import train_det
 
-with logged(snakemake.log[0]):
+with job(snakemake):
     train_det(
         backbone=snakemake.params.backbone,
         data=snakemake.params.data,
@@ -19,4 +20,5 @@ with logged(snakemake.log[0]):
         delta_path=snakemake.output.delta,
         metrics_path=snakemake.output.metrics,
         threads=snakemake.threads,
+        checkpoint_minutes=job_setting(snakemake.config, "train", "checkpoint_minutes"),
     )
