@@ -18,17 +18,25 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from test_artifacts import fake_run
 
 from deltaspace.config import task_config
 from deltaspace.heads import build_classifier
-from deltaspace.io import PROVENANCE, ArtifactError, load_table, load_tensors, save_table, save_tensors, table_provenance
+from deltaspace.io import (
+    PROVENANCE,
+    ArtifactError,
+    load_table,
+    load_tensors,
+    save_table,
+    save_tensors,
+    table_provenance,
+)
 from deltaspace.stack import stack_deltas
 from deltaspace.stages import CHECKPOINT, train_det
 from deltaspace.tasks import load_task
 from deltaspace.train import Checkpoint, NonFiniteLoss, Split, train
 
 from conftest import ROOT, TINY, snakemake
-from test_artifacts import fake_run
 
 CLOCKS = ("examples_per_s", "seconds", "wall_seconds")  # metric rows that time the machine, not the model
 
@@ -42,9 +50,10 @@ def tiny_file(tmp_path: Path, name: str, change) -> Path:
 
 
 def stage_args(cfg: dict, out: Path, det: str = "lora", **train_changes) -> dict:
-    return dict(backbone=cfg["backbone"], data=cfg["data"], task=task_config(cfg, "sst2"),
-                train_cfg={**cfg["train"], **train_changes}, det_name=det, det_cfg=cfg["dets"][det], seed=0,
-                base_dir=ROOT, delta_path=out / "delta.safetensors", metrics_path=out / "metrics.parquet", threads=1)
+    return {"backbone": cfg["backbone"], "data": cfg["data"], "task": task_config(cfg, "sst2"),
+            "train_cfg": {**cfg["train"], **train_changes}, "det_name": det, "det_cfg": cfg["dets"][det], "seed": 0,
+            "base_dir": ROOT, "delta_path": out / "delta.safetensors", "metrics_path": out / "metrics.parquet",
+            "threads": 1}
 
 
 def without_clocks(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,7 +117,7 @@ def job_processes(workdir: Path, script: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process through /proc")
 def test_a_train_det_job_killed_mid_run_leaves_no_output_and_its_rerun_resumes(tmp_path):
     def longer(cfg):  # long enough to be killed between checkpoints
-        cfg["train"].update(epochs=8, checkpoint_minutes=0)
+        cfg["train"].update(epochs=5, checkpoint_minutes=0)
 
     config = tiny_file(tmp_path, "long.yaml", longer)
     out = tmp_path / "results" / "dets" / "lora" / "sst2" / "seed0"
@@ -135,7 +144,7 @@ def test_a_train_det_job_killed_mid_run_leaves_no_output_and_its_rerun_resumes(t
     log = (tmp_path / "results" / "logs" / "train_det" / "lora" / "sst2" / "seed0.log").read_text()
     assert "resumed from the checkpoint at step" in log
     load_tensors(out / "delta.safetensors")
-    assert load_table(out / "metrics.parquet").query("split == 'train' and metric == 'examples'").value.item() == 8 * 64
+    assert load_table(out / "metrics.parquet").query("split == 'train' and metric == 'examples'").value.item() == 5 * 64
     assert sorted(p.name for p in out.iterdir()) == ["delta.safetensors", "metrics.parquet"]  # no checkpoint, no temp
 
 
@@ -241,7 +250,7 @@ def test_a_stack_refuses_deltas_of_another_backbone_or_det_config(tmp_path, what
         other = fake_run(tmp_path, "t2", 0, {"a": (2,)}, 0.5)
         tensors, meta = load_tensors(other[0])
         save_tensors(other[0], tensors, {**meta, "backbone": {"id": "another"}})
-    with pytest.raises(ArtifactError, match=f"t2/seed0/delta.safetensors: its {what} differ from those of"):
+    with pytest.raises(ArtifactError, match=f"t2/seed0/delta.safetensors: its {what} differs from those of"):
         stack_deltas(det_name="lora", deltas=[first[0], other[0]], metrics=[first[1], other[1]],
                      stacked_path=tmp_path / "s.safetensors", index_path=tmp_path / "s.parquet")
 
@@ -274,13 +283,25 @@ def test_a_damaged_artifact_fails_its_reader_and_keeps_finished_results(tiny_run
     # A damaged input is not one Snakemake can see: force the stage that reads it.
     decompose = "results/subspace/svd-d2/projections.safetensors"
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "dets").rglob("*.safetensors")}
-    result = snakemake(workdir, TINY, "--force", decompose)
+    result = snakemake(workdir, TINY, "--force", "--allowed-rules", "decompose", decompose)
     assert result.returncode != 0
     log = (workdir / "results" / "logs" / "decompose" / "svd-d2.log").read_text()
     assert "results/stacked/lora.safetensors: not a readable safetensors file" in log
     assert "delete it and rerun its stage" in log
     assert not (workdir / decompose).exists()  # the failed job's output is gone, nothing half-written
     assert {p: p.stat().st_mtime_ns for p in before} == before  # the finished training is untouched
+
+
+def test_a_subspace_of_another_det_config_is_refused_by_name(tiny_run, tiny_config):
+    from deltaspace.subspace import SubspaceError, load_space
+
+    path = tiny_run / "results" / "subspace" / "svd-d2" / "projections.safetensors"
+    space = load_space(path)
+    changed = {**tiny_config["dets"]["lora"], "r": 3}  # the config changed since the subspace was built
+    classifier, _ = build_classifier(tiny_config["backbone"], changed, ["negative", "positive"], 0)
+    with pytest.raises(SubspaceError, match=r"svd-d2/projections.safetensors: dets.lora as configured now does not "
+                                            r"fit the DET this subspace was built from \(\{.*'r': 2"):
+        space.decoded(classifier, "lora")
 
 
 # -- 3. reproducibility and provenance -----------------------------------------------------------------------

@@ -225,8 +225,10 @@ def test_shared_change_reruns_every_det(tiny_run, tmp_path):
     assert dets == set(yaml.safe_load(TINY.read_text())["dets"])
 
 
-def test_new_seed_adds_jobs_and_threads_rerun_nothing(tiny_run, tmp_path):
-    changed = tiny_with(tmp_path, "seeds.yaml", lambda c: c["train"].update(seeds=[0, 1], threads=2))
+def test_new_seed_adds_jobs_and_threads_and_checkpoints_rerun_nothing(tiny_run, tmp_path):
+    # threads and checkpoint_minutes decide how a job runs, not what it computes
+    change = {"seeds": [0, 1], "threads": 2, "checkpoint_minutes": 1}
+    changed = tiny_with(tmp_path, "seeds.yaml", lambda c: c["train"].update(change))
     result = snakemake(tiny_run, changed, "--dry-run")
     trained = {p for p in scheduled(result) if p.startswith("results/dets/")}
     assert trained and all("/seed1/" in p for p in trained)

@@ -446,7 +446,8 @@ def _render_path(parts: Iterable, cfg: Any) -> str:
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("name"), str):
-                out += f" ({node['name']})"
+                name = node["name"]
+                out += f" ({name})" if re.fullmatch(r"[A-Za-z0-9_.-]+", name) else f" ({name!r})"
         else:
             out = _join(out, str(part))
             node = node.get(part) if isinstance(node, dict) else None
@@ -454,6 +455,8 @@ def _render_path(parts: Iterable, cfg: Any) -> str:
 
 
 def _join(path: str, key: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):  # a space, a dot or a line break would blur the path
+        return f"{path}[{key!r}]"
     return f"{path}.{key}" if path else key
 
 

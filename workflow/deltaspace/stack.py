@@ -30,7 +30,8 @@ def _same_run(path, first_path, this: tuple[Layout, dict], first: tuple[Layout, 
                                        ("backbone", meta["backbone"] == first_meta["backbone"]),
                                        ("DET config", meta["det_config"] == first_meta["det_config"])) if not same]
     if differs:
-        raise ArtifactError(f"{path}: its {' and '.join(differs)} differ from those of {first_path}; the deltas of one "
+        verb = "differs" if len(differs) == 1 else "differ"
+        raise ArtifactError(f"{path}: its {' and '.join(differs)} {verb} from those of {first_path}; the deltas of one "
                             "stack must come from one backbone and one DET config: rerun its train_det job")
     versions = meta.get(PROVENANCE, {}).get("versions"), first_meta.get(PROVENANCE, {}).get("versions")
     if versions[0] != versions[1]:

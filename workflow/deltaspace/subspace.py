@@ -236,6 +236,7 @@ class SpaceFile:
     subspace: Subspace
     inits: dict[str, torch.Tensor]  # per DET: the initial values the decoded deltas are added to
     meta: dict  # method, dim, dets, layouts, det_configs, backbone, rows, held_out, init_from, shared_init
+    path: str = "the subspace"  # where it was read from, for messages
 
     def layout(self, det: str) -> Layout:
         self.subspace._check(det)
@@ -245,8 +246,9 @@ class SpaceFile:
         """The classifier (built with this DET's config) with its DET tensors decoded from the subspace."""
         layout = self.layout(det)
         if Layout.of_trainable(classifier) != layout:
-            raise SubspaceError(f"{det}: the model's trainable tensors differ from the layout in the subspace file; "
-                                "rebuild it with the DET config recorded there")
+            recorded = self.meta["det_configs"].get(det)
+            raise SubspaceError(f"{self.path}: dets.{det} as configured now does not fit the DET this subspace was "
+                                f"built from ({recorded}); rerun decompose on stacks of the current config")
         s = self.subspace
         return Decoded(classifier, layout, s.projections[det], s.offsets[det], self.inits[det], z)
 
@@ -275,7 +277,7 @@ def load_space(path) -> SpaceFile:
         explained=tensors["explained"],
         scales=meta.get("scales", {}),
     )
-    return SpaceFile(subspace, {d: tensors[f"init/{d}"] for d in dets}, meta)
+    return SpaceFile(subspace, {d: tensors[f"init/{d}"] for d in dets}, meta, str(path))
 
 
 def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dict[str, str], indexes: dict[str, str],

@@ -250,7 +250,7 @@ def _finish(task: Mapping, data: Mapping, names: list[str], frames: dict, files:
         if len(classes) < 2:
             # Blame what made the split this small: its cap, the carving fraction, or the data itself.
             key = f"{split}_fraction" if split not in frames else ("files" if "files" in task else "path")
-            key = f"max_{split}" if len(frame) < len(carved[split]) else key
+            key = f"max_{split}" if carved[split]["label"].nunique() >= 2 else key
             msg = f"split {split!r} holds {len(frame)} rows of {len(classes)} class(es) {classes}; it needs 2 or more"
             raise _fail(task, key, msg, files.get(split, files["train"]))
         splits[split] = frame
