@@ -283,7 +283,7 @@ def test_a_damaged_artifact_fails_its_reader_and_keeps_finished_results(tiny_run
     # A damaged input is not one Snakemake can see: force the stage that reads it.
     decompose = "results/subspace/svd-d2/projections.safetensors"
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "dets").rglob("*.safetensors")}
-    result = snakemake(workdir, TINY, "--force", "--allowed-rules", "decompose", decompose)
+    result = snakemake(workdir, TINY, decompose, "--force", "--allowed-rules", "decompose")
     assert result.returncode != 0
     log = (workdir / "results" / "logs" / "decompose" / "svd-d2.log").read_text()
     assert "results/stacked/lora.safetensors: not a readable safetensors file" in log
@@ -345,7 +345,7 @@ def test_every_artifact_records_versions_config_and_code(tiny_run):
         assert stamp["versions"]["transformers"] == transformers.__version__, rel
         assert stamp["versions"]["peft"] == peft.__version__, rel
         assert re.fullmatch(r"[0-9a-f]{16}", stamp["code"]), rel
-        assert stamp["config"] and STAGE_FOLDERS[stamp["stage"]] == rel.split("/")[0], rel
+        assert isinstance(stamp["config"], dict) and STAGE_FOLDERS[stamp["stage"]] == rel.split("/")[0], rel
     delta = stamps[results / "dets" / "lora" / "sst2" / "seed0" / "delta.safetensors"]
     assert delta["stage"] == "train_det" and delta["wildcards"] == {"det": "lora", "task": "sst2", "seed": "0"}
     assert delta["config"]["det"]["method"] == "lora" and delta["config"]["task"]["name"] == "sst2"

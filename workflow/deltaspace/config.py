@@ -447,7 +447,7 @@ def _render_path(parts: Iterable, cfg: Any) -> str:
             node = node[part] if isinstance(node, list) and part < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("name"), str):
                 name = node["name"]
-                out += f" ({name})" if re.fullmatch(r"[A-Za-z0-9_.-]+", name) else f" ({name!r})"
+                out += f" ({name})" if name.isprintable() and " " not in name else f" ({name!r})"
         else:
             out = _join(out, str(part))
             node = node.get(part) if isinstance(node, dict) else None
