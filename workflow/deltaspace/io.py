@@ -37,7 +37,7 @@ class ArtifactError(ValueError):
     """An artifact from an earlier stage is missing, truncated or not what this stage expects."""
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, str | None]:
     """The versions of Python and of the packages whose behaviour decides what an artifact holds."""
     found = {"python": platform.python_version(), "torch": torch.__version__}
     for name in _PACKAGES:
@@ -90,9 +90,9 @@ def _stale_temporaries(path: Path) -> list[Path]:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    Temporaries a killed writer left beside `path` are removed first (one job owns an output at a time). An
-    OSError while writing (a full disk, a quota) becomes an ArtifactError naming `path`; the previous file,
-    if any, is kept as it was.
+    Temporaries a killed writer left beside `path` are removed first (one job owns an output at a time). A
+    failed write (a full disk, a quota, a file size limit) becomes an ArtifactError naming `path`; the
+    previous file, if any, is kept as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

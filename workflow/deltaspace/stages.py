@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -54,33 +55,14 @@ def train_det(
         cut = sum(len(ids) >= classifier.max_length for ids in split.ids)
         if cut:
             print(f"{name}: {cut} of {len(split)} examples reach backbone.max_length ({classifier.max_length} tokens) and are cut there")
-    desc = f"{det_name}/{task['name']}/seed{seed}"
-    start = {n: p.detach().clone() for n, p in trainable(classifier).items()}
-    lr, retries = det_cfg["lr"], 0
-    while True:
-        # The checkpoint belongs to this job and learning rate: settings, code or versions that differ, or
-        # a retry at a lower rate, make an earlier file one to replace, not to resume from.
-        job = {"args": [backbone, data, task, train_cfg, det_name, det_cfg, seed, lr], "made_by": provenance()}
-        key = hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
-        checkpoint = None
-        if checkpoint_minutes is not None:
-            checkpoint = Checkpoint(Path(delta_path).parent / CHECKPOINT, key, 60.0 * checkpoint_minutes)
-        try:
-            result = train(classifier, splits, train_cfg, lr, seed, device, desc=desc, checkpoint=checkpoint)
-            break
-        except NonFiniteLoss as exc:
-            if checkpoint is not None:
-                checkpoint.remove()
-            if retries == train_cfg["nonfinite_retries"]:
-                hint = ("set train.nonfinite_retries to retry at a lower rate, or lower" if retries == 0 else
-                        f"{retries} retries at lower rates failed too; lower")
-                raise NonFiniteLoss(f"{exc}; {hint} dets.{det_name}.lr or train.max_grad_norm") from None
-            retries += 1
-            lr *= train_cfg["nonfinite_lr_factor"]
-            print(f"{exc}; retry {retries} of {train_cfg['nonfinite_retries']} from the initial values at learning rate {lr:g}")
-            with torch.no_grad():
-                for name, p in trainable(classifier).items():
-                    p.copy_(start[name])
+    # The checkpoint belongs to this job: other settings, code or versions make an earlier file one to replace.
+    job = json.dumps([backbone, data, task, train_cfg, det_name, det_cfg, seed, provenance()], sort_keys=True, default=str)
+    checkpoint = None
+    if checkpoint_minutes is not None:
+        checkpoint = Checkpoint(Path(delta_path).parent / CHECKPOINT, hashlib.sha256(job.encode()).hexdigest(),
+                                60.0 * checkpoint_minutes)
+    result, lr, retries = _train_or_retry(classifier, splits, train_cfg, det_name, det_cfg["lr"], seed, device,
+                                          f"{det_name}/{task['name']}/seed{seed}", checkpoint)
 
     tensors = {TRAINED + n: t for n, t in result.best.items()} | {INIT + n: t for n, t in result.init.items()}
     save_tensors(
@@ -109,3 +91,29 @@ def train_det(
     save_table(metrics_path, frame[["det", "task", "seed", "split", "metric", "value"]])
     if checkpoint is not None:
         checkpoint.remove()
+
+
+def _train_or_retry(classifier, splits: dict, train_cfg: dict, det_name: str, lr: float, seed: int, device,
+                    desc: str, checkpoint: Checkpoint | None):
+    """train(), started over from the initial values at lr x nonfinite_lr_factor after a NaN or infinite
+    loss, up to train.nonfinite_retries times. Returns the result, the learning rate and the retries taken."""
+    start = {n: p.detach().clone() for n, p in trainable(classifier).items()}
+    retries = 0
+    while True:
+        # each attempt's checkpoint is its own: no attempt resumes another's state at another learning rate
+        attempt = None if checkpoint is None else replace(checkpoint, key=f"{checkpoint.key}-retry{retries}")
+        try:
+            return train(classifier, splits, train_cfg, lr, seed, device, desc=desc, checkpoint=attempt), lr, retries
+        except NonFiniteLoss as exc:
+            if attempt is not None:
+                attempt.remove()
+            if retries == train_cfg["nonfinite_retries"]:
+                hint = ("set train.nonfinite_retries to retry at a lower rate, or lower" if retries == 0 else
+                        f"{retries} retries at lower rates failed too; lower")
+                raise NonFiniteLoss(f"{exc}; {hint} dets.{det_name}.lr or train.max_grad_norm") from None
+            retries += 1
+            lr *= train_cfg["nonfinite_lr_factor"]
+            print(f"{exc}; retry {retries} of {train_cfg['nonfinite_retries']} from the initial values at learning rate {lr:g}")
+            with torch.no_grad():
+                for name, p in trainable(classifier).items():
+                    p.copy_(start[name])

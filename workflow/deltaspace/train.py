@@ -72,19 +72,49 @@ class Checkpoint:
         Path(self.path).unlink(missing_ok=True)
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+# Where a run stands at a checkpoint: best validation accuracy and its step, examples seen, seconds spent
+# training, steps taken, and the epoch and batch (1-based, within the epoch) of the checkpoint.
+PROGRESS = ("best_acc", "best_step", "seen", "train_seconds", "step", "epoch", "batch")
+
+
+def _save(checkpoint: Checkpoint, params: dict, optimizer, schedule, epoch_start: torch.Tensor, result: Result,
+          best_preds: np.ndarray | None, device: torch.device, progress: dict) -> None:
+    """Everything a resumed run needs to go on exactly as this one would. The random state of the batch
+    order is the one at the epoch's start: a resumed run draws the epoch's batches again and skips those done."""
     state = optimizer.state_dict()
     tensors = {f"optimizer.{i}.{k}": v for i, entry in state["state"].items() for k, v in entry.items()}
-    return tensors, state["param_groups"]
+    tensors |= {"current." + n: p for n, p in params.items()} | {"best." + n: t for n, t in result.best.items()}
+    tensors |= {"rng.torch": torch.get_rng_state(), "rng.epoch_start": epoch_start}
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    if best_preds is not None:
+        tensors["best_preds"] = torch.as_tensor(best_preds)
+    checkpoint.save(tensors, {"param_groups": state["param_groups"], "schedule": schedule.state_dict(),
+                              "metrics": result.metrics, "history": result.history, **progress})
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list[dict]) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
+def _restore(loaded: tuple[dict, dict], params: dict, optimizer, schedule, generator: torch.Generator, result: Result,
+             device: torch.device) -> tuple[np.ndarray | None, dict]:
+    """Put a saved state back (`_save`'s inverse); return the best validation predictions and the progress."""
+    tensors, meta = loaded
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(tensors["current." + name].to(p.device))
+    moments: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
         if name.startswith("optimizer."):
             _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+            moments.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": meta["param_groups"]})
+    schedule.load_state_dict(meta["schedule"])
+    torch.set_rng_state(tensors["rng.torch"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    generator.set_state(tensors["rng.epoch_start"])
+    result.best = {n: tensors["best." + n] for n in params}
+    result.metrics, result.history = meta["metrics"], meta["history"]
+    best_preds = tensors["best_preds"].numpy() if "best_preds" in tensors else None
+    return best_preds, {k: meta[k] for k in PROGRESS}
 
 
 @dataclass
@@ -198,21 +228,8 @@ def train(
         result.metrics.append({"split": "test", "metric": "accuracy_at_init",
                                "value": float(np.mean(test_init == splits["test"].labels))})
     else:
-        tensors, meta = loaded
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(tensors["current." + name].to(p.device))
-        _load_optimizer(optimizer, tensors, meta["param_groups"])
-        schedule.load_state_dict(meta["schedule"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-        generator.set_state(tensors["rng.epoch_start"])
-        result.best = {n: tensors["best." + n] for n in params}
-        result.metrics, result.history = meta["metrics"], meta["history"]
-        best_preds = tensors["best_preds"].numpy() if "best_preds" in tensors else None
-        best_acc, best_step, seen, train_seconds, step = (meta[k] for k in ("best_acc", "best_step", "seen", "train_seconds", "step"))
-        first_epoch, skip = meta["epoch"], meta["batch"]
+        best_preds, progress = _restore(loaded, params, optimizer, schedule, generator, result, device)
+        best_acc, best_step, seen, train_seconds, step, first_epoch, skip = (progress[k] for k in PROGRESS)
         print(f"{desc}: resumed from the checkpoint at step {step} of {total} ({checkpoint.path})")
     last_save = time.monotonic()
 
@@ -258,18 +275,8 @@ def train(
                     result.best = {n: p.detach().cpu().clone() for n, p in params.items()}
                 due = checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds
                 if due and step < total:
-                    tensors = {"current." + n: p for n, p in params.items()} | {"best." + n: t for n, t in result.best.items()}
-                    moments, groups = _optimizer_tensors(optimizer)
-                    tensors |= moments | {"rng.torch": torch.get_rng_state(), "rng.epoch_start": epoch_start}
-                    if device.type == "cuda":
-                        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-                    if best_preds is not None:
-                        tensors["best_preds"] = torch.as_tensor(best_preds)
-                    checkpoint.save(tensors, {
-                        "param_groups": groups, "schedule": schedule.state_dict(), "metrics": result.metrics,
-                        "history": result.history, "best_acc": best_acc, "best_step": best_step, "seen": seen,
-                        "train_seconds": train_seconds, "step": step, "epoch": epoch, "batch": i,
-                    })
+                    progress = dict(zip(PROGRESS, (best_acc, best_step, seen, train_seconds, step, epoch, i)))
+                    _save(checkpoint, params, optimizer, schedule, epoch_start, result, best_preds, device, progress)
                     last_save = time.monotonic()
         skip = 0
     bar.close()
