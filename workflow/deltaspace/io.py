@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 
 PROVENANCE = "provenance"  # the metadata key of every artifact (Parquet: b"deltaspace.provenance")
 _PARQUET_KEY = b"deltaspace." + PROVENANCE.encode()
+_HEADER_KEY = "deltaspace"  # the one safetensors metadata key, holding every entry as one JSON text
 _PACKAGES = ("transformers", "peft", "safetensors", "pandas", "pyarrow", "numpy")
 _job: dict[str, Any] = {}  # what `recording` says about the running job
 
@@ -120,10 +121,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> None:
-    """Save tensors with JSON-encoded metadata in the safetensors header (values must be JSON-able), and
-    the provenance under "provenance"."""
+    """Save tensors with metadata (JSON-able values) in the safetensors header, the provenance under
+    "provenance". The metadata goes in as one sorted JSON text under one key: safetensors writes several keys
+    in a varying order, and then the same tensors would give other bytes (and other input checksums, which
+    Snakemake compares) on every run."""
     metadata = {**(metadata or {}), PROVENANCE: provenance()}
-    header = {k: json.dumps(v, sort_keys=True) for k, v in metadata.items()}
+    header = {_HEADER_KEY: json.dumps(metadata, sort_keys=True)}
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=header)
@@ -140,7 +143,9 @@ def load_tensors(path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # safetensors raises several types for damaged files
         raise ArtifactError(f"{path}: not a readable safetensors file ({exc}); delete it and rerun its stage") from exc
-    return tensors, {k: json.loads(v) for k, v in header.items()}
+    if _HEADER_KEY in header:
+        return tensors, json.loads(header[_HEADER_KEY])
+    return tensors, {k: json.loads(v) for k, v in header.items()}  # written before the one-key header
 
 
 def save_table(path, frame: pd.DataFrame) -> None:
