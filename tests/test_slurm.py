@@ -83,7 +83,5 @@ def test_slurm_outputs_equal_the_local_run(slurm_run, tiny_run):
     for name in ("subspace", "transfer", "landscape", "reconstruction"):
         pd.testing.assert_frame_equal(load_table(tiny_run / "results" / "report" / f"{name}.parquet"),
                                       load_table(workdir / "results" / "report" / f"{name}.parquet"), obj=name)
-    clocks = ["examples_per_s", "seconds", "wall_seconds"]  # they time the machine, not the model
-    for path in sorted((tiny_run / "results" / "dets" / "lora").rglob("metrics.parquet")):
-        here, there = (load_table(root / path.relative_to(tiny_run)) for root in (tiny_run, workdir))
-        pd.testing.assert_frame_equal(here[~here.metric.isin(clocks)], there[~there.metric.isin(clocks)], obj=str(path))
+    for part in TRAINED:  # the same bytes, metrics tables included
+        assert (tiny_run / part).read_bytes() == (workdir / part).read_bytes(), part

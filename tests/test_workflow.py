@@ -59,7 +59,8 @@ def test_end_to_end_outputs(tiny_run, tiny_config):
             metrics = load_table(delta_file.with_name("metrics.parquet"))
             assert list(metrics.columns) == ["det", "task", "seed", "split", "metric", "value"]
             got = metrics.set_index(["split", "metric"]).value
-            assert 0 <= got["test", "accuracy"] <= 1 and got["train", "examples_per_s"] > 0
+            assert 0 <= got["test", "accuracy"] <= 1 and got["train", "examples"] > 0
+            assert not {"seconds", "examples_per_s", "wall_seconds"} & set(metrics.metric)  # clocks: in the log
             assert got["train", "trainable_params"] == layout.size
             assert got["validation", "accuracy"] == row.validation_accuracy
     assert not list(results.rglob("*.tmp")), "a temporary file was left behind"

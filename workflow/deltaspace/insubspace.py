@@ -20,7 +20,7 @@ from .landscape import plane, plot_landscape, square_grid
 from .models import job_device
 from .subspace import Decoded, SpaceFile, SubspaceError, load_space
 from .tasks import TaskData, load_task
-from .train import SCORES, Split, autocast, batches, predict, scores, to_device, train
+from .train import SCORES, Split, autocast, batches, predict, scores, stored_metrics, to_device, train
 
 
 def _prepare(space_path, det_names: list[str], backbone: dict, task: dict, data: dict, base_dir,
@@ -98,10 +98,11 @@ def optimize_subspace(*, space_path, det_name: str, backbone: dict, data: dict, 
     model = _decoded(space, det_name, backbone, task_data.labels, z0)
     splits = {name: Split.of(model, frame) for name, frame in task_data.splits.items()}
     tag = space.subspace.name
-    result = train(model, splits, optimize_cfg, optimize_cfg["lr"], seed, device, desc=f"{tag}/{det_name}/{task['name']}")
+    desc = f"{tag}/{det_name}/{task['name']}"
+    result = train(model, splits, optimize_cfg, optimize_cfg["lr"], seed, device, desc=desc)
     save_tensors(z_path, {"z": result.best["z"], "z_init": result.init["z"]},
                  {"space": tag, "det": det_name, "task": task["name"], "seed": seed})
-    rows = result.metrics + [{"split": "train", "metric": "wall_seconds", "value": time.perf_counter() - started}]
+    rows = stored_metrics(result, desc, started)
     frame = pd.DataFrame(rows).assign(space=tag, det=det_name, task=task["name"], seed=seed)
     save_table(metrics_path, frame[["space", "det", "task", "seed", "split", "metric", "value"]])
 

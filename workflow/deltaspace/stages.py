@@ -19,7 +19,7 @@ from .heads import build_classifier
 from .io import provenance, save_table, save_tensors
 from .models import job_device
 from .tasks import load_task
-from .train import Checkpoint, NonFiniteLoss, Split, train, trainable
+from .train import Checkpoint, NonFiniteLoss, Split, stored_metrics, train, trainable
 
 CHECKPOINT = "checkpoint.safetensors"  # beside the delta; removed once the delta is written
 
@@ -82,10 +82,9 @@ def train_det(
             "lr": lr,
         },
     )
-    rows = result.metrics + [
+    rows = stored_metrics(result, f"{det_name}/{task['name']}/seed{seed}", started) + [
         {"split": "train", "metric": "lr", "value": float(lr)},
         {"split": "train", "metric": "nonfinite_retries", "value": float(retries)},
-        {"split": "train", "metric": "wall_seconds", "value": time.perf_counter() - started},
     ]
     frame = pd.DataFrame(rows).assign(det=det_name, task=task["name"], seed=seed)
     save_table(metrics_path, frame[["det", "task", "seed", "split", "metric", "value"]])

@@ -170,6 +170,17 @@ def predict(classifier: Classifier, split: Split, batch_size: int, device: torch
 
 
 SCORES = ("accuracy", "macro_f1", "majority_accuracy")  # the keys of scores()
+# Result.metrics rows that time the machine, not the model: stages print them and keep them out of their
+# tables, so that the same config and seed give the same tables.
+CLOCKS = ("examples_per_s", "seconds")
+
+
+def stored_metrics(result: Result, desc: str, started: float) -> list[dict]:
+    """The metrics a stage writes (what the model computed); the clock readings go to the job's log."""
+    clocks = {m["metric"]: m["value"] for m in result.metrics if m["metric"] in CLOCKS}
+    print(f"{desc}: {clocks['seconds']:.1f} s in training steps ({clocks['examples_per_s']:.1f} examples/s), "
+          f"{time.perf_counter() - started:.1f} s for the whole job")
+    return [m for m in result.metrics if m["metric"] not in CLOCKS]
 
 
 def scores(preds: np.ndarray, labels: np.ndarray, n_labels: int, majority: int) -> dict[str, float]:
