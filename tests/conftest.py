@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deltaspace.config import load_config, validate_config
 
@@ -39,6 +40,15 @@ def llama_backbone(cfg: dict) -> dict:
         "max_position_embeddings": 128,
     }
     return out
+
+
+def tiny_with(folder: Path, name: str, change) -> Path:
+    """configs/tiny.yaml changed in place by `change(cfg)`, written to folder/name."""
+    cfg = yaml.safe_load(TINY.read_text())
+    change(cfg)
+    path = folder / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
 def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:

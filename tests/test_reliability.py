@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 from test_artifacts import fake_run
 
 from deltaspace.config import task_config
@@ -36,15 +35,7 @@ from deltaspace.stages import CHECKPOINT, train_det
 from deltaspace.tasks import load_task
 from deltaspace.train import CLOCKS, Checkpoint, NonFiniteLoss, Split, train
 
-from conftest import ROOT, TINY, snakemake
-
-
-def tiny_file(tmp_path: Path, name: str, change) -> Path:
-    cfg = yaml.safe_load(TINY.read_text())
-    change(cfg)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+from conftest import ROOT, TINY, snakemake, tiny_with
 
 
 def stage_args(cfg: dict, out: Path, det: str = "lora", **train_changes) -> dict:
@@ -113,7 +104,7 @@ def test_a_train_det_job_killed_mid_run_leaves_no_output_and_its_rerun_resumes(t
     def longer(cfg):  # long enough to be killed between checkpoints
         cfg["train"].update(epochs=5, checkpoint_minutes=0)
 
-    config = tiny_file(tmp_path, "long.yaml", longer)
+    config = tiny_with(tmp_path, "long.yaml", longer)
     out = tmp_path / "results" / "dets" / "lora" / "sst2" / "seed0"
     target = "results/dets/lora/sst2/seed0/metrics.parquet"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
@@ -260,7 +251,7 @@ def test_a_bad_task_file_stops_the_workflow_before_any_job(tmp_path):
     def broken(cfg):
         cfg["tasks"][0]["path"] = str(folder)
 
-    result = snakemake(tmp_path, tiny_file(tmp_path, "broken.yaml", broken))
+    result = snakemake(tmp_path, tiny_with(tmp_path, "broken.yaml", broken))
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert re.search(r"config: tasks\[0\] \(sst2\): key 'path', file .*broken/train\.parquet: not a readable Parquet file", out), out

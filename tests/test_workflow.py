@@ -16,7 +16,7 @@ from deltaspace.io import load_table, load_tensors
 from deltaspace.stack import read_delta
 from deltaspace.subspace import load_space
 
-from conftest import ROOT, TINY, snakemake
+from conftest import ROOT, TINY, snakemake, tiny_with
 
 DETS = tuple(yaml.safe_load(TINY.read_text())["dets"])
 
@@ -25,14 +25,6 @@ def scheduled(result: subprocess.CompletedProcess) -> set[str]:
     """Outputs of the jobs a dry run would run (one per job: its first output)."""
     text = result.stdout + result.stderr
     return set(re.findall(r"^\s*output: ([^,\s]+)", text, re.MULTILINE))
-
-
-def tiny_with(tmp_path: Path, name: str, change) -> Path:
-    cfg = yaml.safe_load(TINY.read_text())
-    change(cfg)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def test_end_to_end_outputs(tiny_run, tiny_config):
