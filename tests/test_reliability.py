@@ -7,6 +7,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import peft
 import pytest
 import torch
+import transformers
 from test_artifacts import fake_run
 
 from deltaspace.config import task_config
@@ -259,8 +262,6 @@ def test_a_bad_task_file_stops_the_workflow_before_any_job(tmp_path):
 
 
 def test_a_damaged_artifact_fails_its_reader_and_keeps_finished_results(tiny_run, tmp_path):
-    import shutil
-
     workdir = tmp_path / "run"
     shutil.copytree(tiny_run, workdir, symlinks=True)
     stacked = workdir / "results" / "stacked" / "lora.safetensors"
@@ -317,9 +318,6 @@ def test_every_artifact_records_versions_config_and_code(tiny_run):
             line = path.read_text().rstrip().splitlines()[-1]
             stamps[path] = json.loads(re.fullmatch(r"<!-- provenance: (.*) -->", line).group(1))
     assert len(stamps) > 50
-    import peft
-    import transformers
-
     for path, stamp in stamps.items():
         rel = path.relative_to(results).as_posix()
         assert stamp["versions"]["torch"] == torch.__version__, rel
@@ -355,8 +353,6 @@ def test_no_code_loads_pickles_or_runs_a_shell():
 @pytest.fixture
 def model_folder(tmp_path):
     """A hub-style model folder (a tiny BERT and the packaged tokenizer) on disk."""
-    import shutil
-
     from safetensors.torch import save_file
     from transformers import BertConfig, BertModel
 

@@ -267,6 +267,12 @@ def file_task(**extra):
     return {"name": "bad", "source": "file", "path": "t", **extra}
 
 
+def raw(root, name: str, content: bytes) -> None:
+    """A task file of the task `file_task()` names, holding exactly these bytes."""
+    (root / "t").mkdir()
+    (root / "t" / name).write_bytes(content)
+
+
 def setup_missing_folder(root):
     return file_task(), r"file .*[/\\]t: folder not found"
 
@@ -277,8 +283,7 @@ def setup_no_train(root):
 
 
 def setup_unsupported(root):
-    (root / "t").mkdir()
-    (root / "t" / "train.tsv").write_text("text\tlabel\n")
+    raw(root, "train.tsv", b"text\tlabel\n")
     return file_task(), r"train\.tsv: unsupported extension '\.tsv'"
 
 
@@ -296,20 +301,17 @@ def setup_files_without_train(root):
 
 
 def setup_corrupt_parquet(root):
-    (root / "t").mkdir()
-    (root / "t" / "train.parquet").write_bytes(b"PAR1 not really parquet")
+    raw(root, "train.parquet", b"PAR1 not really parquet")
     return file_task(), r"train\.parquet: not a readable Parquet file"
 
 
 def setup_corrupt_jsonl(root):
-    (root / "t").mkdir()
-    (root / "t" / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"text": "b", "lab\n')
+    raw(root, "train.jsonl", b'{"text": "a", "label": 0}\n{"text": "b", "lab\n')
     return file_task(labels=["a", "b"]), r"train\.jsonl: line 2 is not JSON"
 
 
 def setup_corrupt_csv(root):
-    (root / "t").mkdir()
-    (root / "t" / "train.csv").write_bytes(b"text,label\n\xff\xfe\xfa,1\n")
+    raw(root, "train.csv", b"text,label\n\xff\xfe\xfa,1\n")
     return file_task(), r"train\.csv: not a readable CSV file"
 
 
@@ -401,16 +403,14 @@ def setup_truncated_csv(root):
 
 
 def setup_empty_csv(root):
-    (root / "t").mkdir()
-    (root / "t" / "train.csv").write_bytes(b"")
+    raw(root, "train.csv", b"")
     return file_task(), r"train\.csv: not a readable CSV file"
 
 
 def setup_unclosed_quote(root):
-    (root / "t").mkdir()
     rows = [f"sentence {i},{('bad', 'good')[i % 2]}" for i in range(8000)]
     rows[7], rows[-1] = '"sentence 7,good', 'sentence" 7999,good'  # the cell runs on to the next quote
-    (root / "t" / "train.csv").write_text("text,label\n" + "\n".join(rows) + "\n")
+    raw(root, "train.csv", ("text,label\n" + "\n".join(rows) + "\n").encode())
     return file_task(), (r"key 'text_column', file .*train\.csv, row 7 \(0-based\): text is [\d,]+ characters "
                          r"long, over data\.max_text_chars \(100,000\)")
 

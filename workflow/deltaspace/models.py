@@ -49,14 +49,14 @@ def load_tokenizer(source: str, ident: str, revision: str | None = None, trust_r
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, revision=revision, trust_remote_code=trust_remote_code)
     except ValueError as exc:
-        raise BackboneError(f"backbone.id: cannot load the tokenizer of {ident!r}: {_remote_code_hint(exc)}") from exc
+        raise BackboneError(f"backbone.id: cannot load the tokenizer of {ident!r}: {_why_not_loaded(exc)}") from exc
     if tokenizer.pad_token is None:  # causal LMs often ship without one; padding is masked anyway
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
 
 
-def _remote_code_hint(exc: Exception) -> str:
+def _why_not_loaded(exc: Exception) -> str:
     text = str(exc)
     if "trust_remote_code" in text:
         return ("it ships its own Python code, which runs only with backbone.trust_remote_code: true "
@@ -98,7 +98,7 @@ def load_backbone(cfg: dict) -> Backbone:
                 dtype=torch.float32,
             )
         except (OSError, ValueError) as exc:
-            raise BackboneError(f"backbone.id: cannot load {cfg['id']!r}: {_remote_code_hint(exc)}") from exc
+            raise BackboneError(f"backbone.id: cannot load {cfg['id']!r}: {_why_not_loaded(exc)}") from exc
     if kind == "encoder" and getattr(model, "pooler", None) is not None:
         # The head pools the hidden states itself; an unused pooler would put dead entries in BitFit's delta.
         model.pooler = None

@@ -22,18 +22,16 @@ def read_delta(path) -> tuple[Layout, torch.Tensor, torch.Tensor, dict]:
     return layout, trained, init, meta
 
 
-def _same_run(path, first_path, this: tuple[Layout, dict], first: tuple[Layout, dict]) -> None:
-    """Refuse a delta whose layout, backbone or DET config differs from the first's; warn where the package
-    versions differ (same settings, but the numbers may not be comparable bit for bit)."""
-    (layout, meta), (first_layout, first_meta) = this, first
-    differs = [what for what, same in (("layout", layout == first_layout),
-                                       ("backbone", meta["backbone"] == first_meta["backbone"]),
-                                       ("DET config", meta["det_config"] == first_meta["det_config"])) if not same]
+def _same_run(path, meta: dict, first_path, first: dict) -> None:
+    """Refuse a delta whose layout, backbone or DET config (as its header records them) differs from the
+    first's; warn where the package versions differ (same settings, but maybe not the same numbers)."""
+    differs = [what for what, key in (("layout", "layout"), ("backbone", "backbone"), ("DET config", "det_config"))
+               if meta[key] != first[key]]
     if differs:
         verb = "differs" if len(differs) == 1 else "differ"
         raise ArtifactError(f"{path}: its {' and '.join(differs)} {verb} from those of {first_path}; the deltas of one "
                             "stack must come from one backbone and one DET config: rerun its train_det job")
-    versions = meta.get(PROVENANCE, {}).get("versions"), first_meta.get(PROVENANCE, {}).get("versions")
+    versions = meta.get(PROVENANCE, {}).get("versions"), first.get(PROVENANCE, {}).get("versions")
     if versions[0] != versions[1]:
         print(f"warning: {path} was made with {versions[0]}, {first_path} with {versions[1]}")
 
@@ -46,7 +44,7 @@ def stack_deltas(*, det_name: str, deltas: list, metrics: list, stacked_path, in
         if layout is None:
             layout, first = this, meta
         else:
-            _same_run(delta_path, deltas[0], (this, meta), (layout, first))
+            _same_run(delta_path, meta, deltas[0], first)
         if not bool(torch.isfinite(trained).all()):
             raise ArtifactError(f"{delta_path}: holds NaN or infinite values; delete it and rerun its train_det job")
         table = load_table(metrics_path)

@@ -55,14 +55,15 @@ def train_det(
         cut = sum(len(ids) >= classifier.max_length for ids in split.ids)
         if cut:
             print(f"{name}: {cut} of {len(split)} examples reach backbone.max_length ({classifier.max_length} tokens) and are cut there")
+    desc = f"{det_name}/{task['name']}/seed{seed}"
     # The checkpoint belongs to this job: other settings, code or versions make an earlier file one to replace.
     job = json.dumps([backbone, data, task, train_cfg, det_name, det_cfg, seed, provenance()], sort_keys=True, default=str)
     checkpoint = None
     if checkpoint_minutes is not None:
         checkpoint = Checkpoint(Path(delta_path).parent / CHECKPOINT, hashlib.sha256(job.encode()).hexdigest(),
                                 60.0 * checkpoint_minutes)
-    result, lr, retries = _train_or_retry(classifier, splits, train_cfg, det_name, det_cfg["lr"], seed, device,
-                                          f"{det_name}/{task['name']}/seed{seed}", checkpoint)
+    result, lr, retries = _train_or_retry(classifier, splits, train_cfg, det_name, det_cfg["lr"], seed, device, desc,
+                                          checkpoint)
 
     tensors = {TRAINED + n: t for n, t in result.best.items()} | {INIT + n: t for n, t in result.init.items()}
     save_tensors(
@@ -82,7 +83,7 @@ def train_det(
             "lr": lr,
         },
     )
-    rows = stored_metrics(result, f"{det_name}/{task['name']}/seed{seed}", started) + [
+    rows = stored_metrics(result, desc, started) + [
         {"split": "train", "metric": "lr", "value": float(lr)},
         {"split": "train", "metric": "nonfinite_retries", "value": float(retries)},
     ]

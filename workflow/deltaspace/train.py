@@ -50,7 +50,7 @@ class Checkpoint:
 
     path: Path
     key: str
-    every_seconds: float = 600.0
+    every_seconds: float
 
     def load(self) -> tuple[dict[str, torch.Tensor], dict] | None:
         if not Path(self.path).is_file():
