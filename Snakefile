@@ -25,11 +25,14 @@ if CFG["workdir"]:
 
 include: "workflow/rules/train_det.smk"
 include: "workflow/rules/stack_deltas.smk"
-include: "workflow/rules/subspace.smk"
+include: "workflow/rules/decompose.smk"
+include: "workflow/rules/optimize_subspace.smk"
+include: "workflow/rules/transfer.smk"
+include: "workflow/rules/landscape.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        plan.final_targets(CFG),
     default_target: True

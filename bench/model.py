@@ -1,7 +1,7 @@
 """The model-side comparisons: DET training against Hugging Face Trainer + peft, a subspace step against the
 DET's own step, and the landscape sweep against writing each grid point into the model in turn.
 
-Every figure runs the library's own code (deltaspace.train.train, insubspace.predict_codes) on the embedded
+Every figure runs the library's own code (deltaspace.train.train, decoded.predict_codes) on the embedded
 default's backbone and first task, so what is measured is what a workflow job does.
 """
 from __future__ import annotations
@@ -16,11 +16,10 @@ import torch.nn.functional as F
 from common import ROOT, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from deltaspace.config import backbone_slice, data_slice, det_config, task_config, train_slice
+from deltaspace.config.plan import backbone_slice, data_slice, det_config, task_config, train_slice
 from deltaspace.delta import Layout
 from deltaspace.heads import build_classifier
-from deltaspace.insubspace import predict_codes
-from deltaspace.subspace import Decoded
+from deltaspace.decoded import Decoded, predict_codes
 from deltaspace.tasks import load_task
 from deltaspace.train import Split, batches, predict, to_device, train
 

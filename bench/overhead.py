@@ -78,7 +78,7 @@ def dry_run_seconds(configfile, workdir) -> dict:
     """`snakemake -n` of `configfile` in `workdir`: {"seconds": wall, "jobs": jobs it would run, ...}.
 
     The config check reads each file task in full the first time this machine sees it (then it remembers
-    the pass, deltaspace.config.check_task_cached): the paper-scale config's first dry run is ~5 s slower.
+    the pass, deltaspace.config.taskcheck.check_task_cached): the paper-scale config's first dry run is ~5 s slower.
     Call it twice for the warm time, or set DELTASPACE_CACHE to an empty folder for the cold one.
     """
     args = ["-n", "--quiet", "rules", "host", "reason"]  # keep only the job-count table

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from common import ROOT, Row, default_config, machine, matmul_peak
 
-from deltaspace.insubspace import points_per_pass
+from deltaspace.decoded import points_per_pass
 from deltaspace.models import select_device
 
 OUT = ROOT / "bench"

@@ -7,7 +7,7 @@ import torch
 
 from deltaspace.delta import INIT, TRAINED, Layout
 from deltaspace.io import ArtifactError, atomic_path, load_table, load_tensors, save_table, save_tensors
-from deltaspace.stack import stack_deltas
+from deltaspace.stages.stack_deltas import stack_deltas
 
 
 def test_failed_write_leaves_nothing(tmp_path):

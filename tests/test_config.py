@@ -11,20 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from deltaspace.config import (
-    DET_METHODS,
-    ConfigError,
-    backbone_slice,
-    data_slice,
-    det_config,
-    det_names,
-    load_config,
-    load_schema,
-    task_config,
-    task_names,
-    train_slice,
-    validate_config,
-)
+from deltaspace.config import ConfigError, load_config, validate_config
+from deltaspace.config.plan import backbone_slice, data_slice, det_config, det_names, task_config, task_names, train_slice
+from deltaspace.config.schema import load_schema
+from deltaspace.dets import METHODS as DET_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = load_config(ROOT / "config.yaml")
@@ -344,7 +334,7 @@ def test_subspace_mistakes_name_their_key(path, value, key, words):
 
 
 def test_a_task_may_have_its_own_seeds():
-    from deltaspace.config import optimize_runs, runs, task_config, task_seeds
+    from deltaspace.config.plan import optimize_runs, runs, task_config, task_seeds
 
     tasks = copy.deepcopy(DEFAULT["tasks"])
     tasks[1]["seeds"] = [0, 1, 2, 3, 4]  # subjectivity: five solutions per DET
@@ -368,7 +358,7 @@ def test_learned_alone_is_not_bound_by_the_number_of_solutions():
 
 @pytest.mark.parametrize("name", ["single_task", "multi_task"])
 def test_experiment_configs_are_valid_and_keep_their_results_apart(name):
-    from deltaspace.config import runs
+    from deltaspace.config.plan import runs
 
     cfg = validate_config(load_config(ROOT / "configs" / f"{name}.yaml"), ROOT)
     assert cfg["workdir"] == f"experiments/{name}" and cfg["report"]["paper"] == name
@@ -387,7 +377,7 @@ def test_a_config_without_subspace_needs_no_rows():
 
 
 def test_landscape_defaults_follow_the_config():
-    from deltaspace.config import landscape_dets, landscape_tasks
+    from deltaspace.config.plan import landscape_dets, landscape_tasks
 
     cfg = validate_config(changed("landscape", {}), ROOT)
     assert landscape_dets(cfg) == ["adapter", "lora", "prefix"]
@@ -402,7 +392,8 @@ def test_landscape_defaults_follow_the_config():
 def test_a_passed_task_check_is_remembered_until_the_files_or_settings_change(tmp_path, monkeypatch):
     import pandas as pd
 
-    from deltaspace import config, tasks
+    from deltaspace import tasks
+    from deltaspace.config import taskcheck
 
     data = validate_config(DEFAULT, ROOT)["data"] | {"root": str(tmp_path)}
     reads = []
@@ -414,14 +405,14 @@ def test_a_passed_task_check_is_remembered_until_the_files_or_settings_change(tm
     pd.DataFrame({"text": texts, "label": labels}).to_parquet(tmp_path / "t" / "train.parquet")
     task = {"name": "t", "source": "file", "path": "t"}
     cache = tmp_path / "cache"
-    config.check_task_cached(task, data, ROOT, cache)
-    config.check_task_cached(task, data, ROOT, cache)
+    taskcheck.check_task_cached(task, data, ROOT, cache)
+    taskcheck.check_task_cached(task, data, ROOT, cache)
     assert len(reads) == 1
-    config.check_task_cached(task, data | {"split_seed": 7}, ROOT, cache)  # other settings: read again
+    taskcheck.check_task_cached(task, data | {"split_seed": 7}, ROOT, cache)  # other settings: read again
     assert len(reads) == 2
     texts[8] = "   "  # the same file name, maybe the same mtime: new content
     pd.DataFrame({"text": texts, "label": labels}).to_parquet(tmp_path / "t" / "train.parquet")
     for _ in range(2):  # a problem is never remembered
         with pytest.raises(tasks.TaskError, match=r"row 8 \(0-based\): text is empty"):
-            config.check_task_cached(task, data, ROOT, cache)
+            taskcheck.check_task_cached(task, data, ROOT, cache)
     assert len(reads) == 4

@@ -8,7 +8,8 @@ from test_subspace import planted
 from deltaspace.delta import Layout
 from deltaspace.heads import build_classifier
 from deltaspace.learned import Projections, convex_weights, learn
-from deltaspace.subspace import Decoded, SubspaceError, decompose
+from deltaspace.decoded import Decoded
+from deltaspace.subspace import SubspaceError, decompose
 from deltaspace.tasks import load_task
 from deltaspace.train import Split, predict
 

@@ -22,7 +22,7 @@ import torch
 import transformers
 from test_artifacts import fake_run
 
-from deltaspace.config import task_config
+from deltaspace.config.plan import task_config
 from deltaspace.heads import build_classifier
 from deltaspace.io import (
     PROVENANCE,
@@ -33,8 +33,8 @@ from deltaspace.io import (
     save_tensors,
     table_provenance,
 )
-from deltaspace.stack import stack_deltas
-from deltaspace.stages import CHECKPOINT, train_det
+from deltaspace.stages.stack_deltas import stack_deltas
+from deltaspace.stages.train_det import CHECKPOINT, train_det
 from deltaspace.tasks import load_task
 from deltaspace.train import CLOCKS, Checkpoint, NonFiniteLoss, Split, train
 
@@ -44,7 +44,7 @@ from conftest import ROOT, TINY, snakemake, tiny_with
 def stage_args(cfg: dict, out: Path, det: str = "lora", **train_changes) -> dict:
     return {"backbone": cfg["backbone"], "data": cfg["data"], "task": task_config(cfg, "sst2"),
             "train_cfg": {**cfg["train"], **train_changes}, "det_name": det, "det_cfg": cfg["dets"][det], "seed": 0,
-            "base_dir": ROOT, "delta_path": out / "delta.safetensors", "metrics_path": out / "metrics.parquet",
+            "device": "cpu", "base_dir": ROOT, "delta_path": out / "delta.safetensors", "metrics_path": out / "metrics.parquet",
             "threads": 1}
 
 
@@ -279,14 +279,16 @@ def test_a_damaged_artifact_fails_its_reader_and_keeps_finished_results(tiny_run
 
 
 def test_a_subspace_of_another_det_config_is_refused_by_name(tiny_run, tiny_config):
-    from deltaspace.subspace import SubspaceError, load_space
+    from deltaspace.spacefile import load_space
+    from deltaspace.subspace import SubspaceError
 
     path = tiny_run / "results" / "subspace" / "svd-d2" / "projections.safetensors"
     space = load_space(path)
     changed = {**tiny_config["dets"]["lora"], "r": 3}  # the config changed since the subspace was built
     classifier, _ = build_classifier(tiny_config["backbone"], changed, ["negative", "positive"], 0)
-    with pytest.raises(SubspaceError, match=r"svd-d2/projections.safetensors: dets.lora as configured now does not "
-                                            r"fit the DET this subspace was built from \(\{.*'r': 2"):
+    with pytest.raises(SubspaceError, match=r"svd-d2/projections.safetensors: the model given for dets.lora has "
+                                            r"\d+ DET entries in \d+ tensors; this subspace records \d+ in \d+, from "
+                                            r"dets.lora = \{.*'r': 2"):
         space.decoded(classifier, "lora")
 
 

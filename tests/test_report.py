@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from deltaspace.paper import SINGLE_TASK_ROWS, SINGLE_TASK_TRANSFER
-from deltaspace.report import (
+from deltaspace.tables import (
     methods_markdown,
     methods_table,
     original_table,

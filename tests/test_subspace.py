@@ -10,8 +10,8 @@ from deltaspace import subspace as subspace_module
 from deltaspace.delta import Layout
 from deltaspace.dets import METHODS
 from deltaspace.heads import build_classifier
-from deltaspace.insubspace import predict_codes
-from deltaspace.subspace import Decoded, SubspaceError, decompose
+from deltaspace.decoded import Decoded, predict_codes
+from deltaspace.subspace import SubspaceError, decompose
 from deltaspace.train import Split, predict
 
 from conftest import llama_backbone

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from deltaspace.config import task_config
+from deltaspace.config.plan import task_config
 from deltaspace.heads import build_classifier
 from deltaspace.tasks import load_task
 from deltaspace.train import Split, batches, scores, train

@@ -13,8 +13,8 @@ import yaml
 
 from deltaspace.delta import INIT, TRAINED
 from deltaspace.io import load_table, load_tensors
-from deltaspace.stack import read_delta
-from deltaspace.subspace import load_space
+from deltaspace.stages.stack_deltas import read_delta
+from deltaspace.spacefile import load_space
 
 from conftest import ROOT, TINY, snakemake, tiny_with
 
@@ -284,9 +284,9 @@ def test_comments_and_docstrings_rerun_nothing(tiny_run, tmp_path):
 @pytest.mark.parametrize(
     ("module", "rerun"),
     [
-        ("report.py", {"results/report/subspace.parquet"}),
+        ("tables.py", {"results/report/subspace.parquet"}),
         ("landscape.py", {"results/landscape/svd-d2/mr.parquet", "results/report/subspace.parquet"}),
-        ("stack.py", None),  # every stack, and all that follows from them
+        ("stages/stack_deltas.py", None),  # every stack, and all that follows from them
     ],
 )
 def test_library_change_reruns_the_stages_that_use_it(tiny_run, tmp_path, module, rerun):

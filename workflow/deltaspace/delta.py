@@ -54,6 +54,10 @@ class Layout:
     def size(self) -> int:
         return sum(self.numels)
 
+    def spans(self) -> list[tuple[str, tuple[int, ...], slice]]:
+        """(name, shape, where in the flat vector) of each tensor, in layout order."""
+        return [(n, s, slice(o, o + k)) for n, s, o, k in zip(self.names, self.shapes, self.offsets, self.numels)]
+
     def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """One float32 vector, tensors in layout order."""
         missing = [n for n in self.names if n not in tensors]
@@ -72,7 +76,7 @@ class Layout:
         """Views into `vector` (gradients flow back to it), one per tensor, in layout order."""
         if vector.dim() != 1 or vector.numel() != self.size:
             raise LayoutError(f"layout: vector of shape {tuple(vector.shape)}; expected ({self.size},)")
-        return {n: vector[o : o + k].view(s) for n, s, o, k in zip(self.names, self.shapes, self.offsets, self.numels)}
+        return {name: vector[span].view(shape) for name, shape, span in self.spans()}
 
     def to_json(self) -> dict:
         return {"names": list(self.names), "shapes": [list(s) for s in self.shapes], "offsets": self.offsets}

@@ -38,3 +38,59 @@ def code_digest(root: Path, *parts: str) -> str:
             tree = _tree_text(file.read_text(encoding="utf-8"), str(file))
             digest.update(file.relative_to(root).as_posix().encode() + b"\0" + tree + b"\0")
     return digest.hexdigest()[:16]
+
+
+def _imports(file: Path, root: Path) -> set[Path]:
+    """The library files that `file` imports (at the top or inside a function), as written in its source.
+    An imported package counts with every module in it (dets/ loads its methods by name)."""
+    tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+    package = file.parent.relative_to(root).parts  # where a relative import starts
+    targets: list[tuple[str, ...]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+            elif node.module and node.module.split(".")[0] == root.name:
+                base = ()
+                node = ast.ImportFrom(module=".".join(node.module.split(".")[1:]) or None, names=node.names, level=0)
+            else:
+                continue
+            module = (*base, *node.module.split(".")) if node.module else base
+            if node.module:
+                targets.append(module)
+            targets += [(*module, alias.name) for alias in node.names]  # `from . import dets`: a module
+        elif isinstance(node, ast.Import):
+            targets += [tuple(a.name.split(".")[1:]) for a in node.names if a.name.split(".")[0] == root.name]
+    found = set()
+    for parts in targets:
+        for depth in range(1, len(parts) + 1):  # a module's packages run their __init__ first
+            init = root.joinpath(*parts[:depth], "__init__.py")
+            if init.is_file():
+                found.add(init)
+        path = root.joinpath(*parts)
+        if path.is_dir():
+            found.update(path.rglob("*.py"))
+        elif path.with_suffix(".py").is_file():
+            found.add(path.with_suffix(".py"))
+    return found
+
+
+def modules_of(root: Path, module: str) -> list[str]:
+    """Every library file (relative to `root`, the deltaspace folder) that the module `module` (e.g.
+    "stages/train_det.py") runs: itself, its packages' __init__ files and whatever they import, transitively."""
+    root = Path(root)
+    start = root / module
+    seen = {start} | {root.joinpath(*start.relative_to(root).parts[:d], "__init__.py")
+                      for d in range(len(start.relative_to(root).parts))}
+    seen = {p for p in seen if p.is_file()}
+    todo = list(seen)
+    while todo:
+        for found in _imports(todo.pop(), root) - seen:
+            seen.add(found)
+            todo.append(found)
+    return sorted(p.relative_to(root).as_posix() for p in seen)
+
+
+def stage_digest(root: Path, stage: str) -> str:
+    """code_digest over what stage `stage` runs: stages/<stage>.py and every library module it imports."""
+    return code_digest(root, *modules_of(root, f"stages/{stage}.py"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .io import pyplot, save_figure
 from .subspace import SubspaceError
 
 
@@ -49,30 +48,3 @@ def shares(frame: pd.DataFrame, threshold: float, reference: dict[str, float] | 
     values = frame[frame.metric == metric].pivot_table(index=["a", "b"], columns="det", values="value")
     ref = values.max() if reference is None else pd.Series(reference)[values.columns]
     return float((values >= threshold * ref).all(axis=1).mean())
-
-
-def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: str, threshold: float,
-                   metric: str = "accuracy") -> None:
-    """One heatmap per DET, the solutions marked, the region within `threshold` of the DET's best outlined."""
-    plt = pyplot()
-    data = frame[frame.metric == metric]
-    dets = list(dict.fromkeys(data.det))
-    fig, axes = plt.subplots(1, len(dets), figsize=(3.6 * len(dets) + 0.8, 3.6), squeeze=False, sharey=True)
-    low, high = data.value.min(), data.value.max()
-    for ax, det in zip(axes[0], dets):
-        grid = data[data.det == det].pivot_table(index="b", columns="a", values="value")
-        a, b = grid.columns.to_numpy(), grid.index.to_numpy()
-        image = ax.pcolormesh(a, b, grid.to_numpy(), shading="nearest", cmap="viridis", vmin=low, vmax=high)
-        if grid.to_numpy().max() > grid.to_numpy().min():
-            ax.contour(a, b, grid.to_numpy(), levels=[threshold * grid.to_numpy().max()], colors="white",
-                       linewidths=1.2)
-        for row in solutions.itertuples():
-            ax.plot(row.a, row.b, marker="o", markersize=7, markerfacecolor="white", markeredgecolor="black")
-            ax.annotate(row.det, (row.a, row.b), textcoords="offset points", xytext=(5, 5), fontsize=8, color="white")
-        ax.set_title(det)
-        ax.set_xlabel("a")
-        ax.set_aspect("equal", adjustable="box")
-    axes[0][0].set_ylabel("b")
-    fig.colorbar(image, ax=list(axes[0]), label=f"test {metric}")
-    fig.suptitle(title, fontsize=9)
-    save_figure(fig, path)

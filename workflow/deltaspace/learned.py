@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,12 +35,8 @@ from tqdm.auto import tqdm
 from transformers.optimization import Adafactor
 
 from .delta import Layout
-from .heads import build_classifier
-from .io import save_table
-from .models import job_device
-from .subspace import Subspace, SubspaceError, decompose, spans
-from .tasks import load_task
-from .train import Split, autocast, to_device
+from .subspace import Subspace, SubspaceError, decompose
+from .train import Model, Split, autocast, to_device
 
 INIT_SCALE = 0.25  # svd start: tanh(INIT_SCALE * code) / INIT_SCALE stays close to the code for whitened codes
 
@@ -59,7 +54,7 @@ class Projections(nn.Module):
         self.layout = layout
         self.down = nn.Sequential(nn.Linear(layout.size, dim), nn.Tanh(), nn.Linear(dim, dim))
         weight = nn.Linear(dim, layout.size, bias=False).weight.detach()
-        self.up = nn.ParameterList([nn.Parameter(weight[span].clone()) for _, _, span in spans(layout)])
+        self.up = nn.ParameterList([nn.Parameter(weight[span].clone()) for _, _, span in layout.spans()])
         self.register_buffer("offset", torch.zeros(layout.size))
 
     @property
@@ -74,7 +69,7 @@ class Projections(nn.Module):
     def tensors(self, base: torch.Tensor, code: torch.Tensor) -> dict[str, torch.Tensor]:
         """The DET's tensors base + b + U code, each from its own rows."""
         return {name: (base[span] + self.offset[span] + piece @ code).view(shape)
-                for (name, shape, span), piece in zip(spans(self.layout), self.up)}
+                for (name, shape, span), piece in zip(self.layout.spans(), self.up)}
 
     def start_at(self, projection: torch.Tensor, offset: torch.Tensor) -> None:
         """Start at a closed-form solution: up = projection, the down-projection its least-squares encoder."""
@@ -82,7 +77,7 @@ class Projections(nn.Module):
         encoder = torch.linalg.solve(p.T @ p, p.T).float()  # dim x D
         dim = p.shape[1]
         with torch.no_grad():
-            for (_, _, span), piece in zip(spans(self.layout), self.up):
+            for (_, _, span), piece in zip(self.layout.spans(), self.up):
                 piece.copy_(projection[span])
             self.offset.copy_(offset)
             self.down[0].weight.copy_(encoder * INIT_SCALE)
@@ -102,7 +97,7 @@ def convex_weights(count: int, generator: torch.Generator) -> torch.Tensor:
     return weights
 
 
-def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str, dict[str, nn.Module]],
+def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str, dict[str, Model]],
           train_splits: dict[str, Split], inits: dict[str, torch.Tensor], layouts: dict[str, Layout], dim: int,
           settings: dict, device: torch.device) -> tuple[Subspace, pd.DataFrame]:
     """Learn the projections from the DETs' solutions (rows aligned; row i is a solution of tasks[i]).
@@ -181,29 +176,3 @@ def learn(*, deltas: dict[str, torch.Tensor], tasks: list[str], models: dict[str
         explained=torch.full((dim,), float("nan")),
     )
     return subspace, pd.DataFrame(history)
-
-
-def learn_stage(*, deltas: dict[str, torch.Tensor], tasks: list[str], inits: dict[str, torch.Tensor],
-                layouts: dict[str, Layout], det_configs: dict[str, dict], dim: int, backbone: dict, data: dict,
-                task_configs: dict[str, dict], settings: dict, device: str, base_dir, history_path,
-                threads: int | None = None) -> Subspace:
-    """The decompose stage's `learned` branch: builds each DET's frozen classifier per seen task, learns the
-    projections and writes the loss history; decompose_stacks writes the subspace like svd's."""
-    device = job_device(device, threads)
-    names = list(dict.fromkeys(tasks))
-    task_data = {name: load_task(task_configs[name], data, Path(base_dir)) for name in names}
-    models, splits = {}, {}
-    for det, det_cfg in det_configs.items():
-        first, _ = build_classifier(backbone, det_cfg, task_data[names[0]].labels, 0)
-        if Layout.of_trainable(first) != layouts[det]:
-            raise SubspaceError(f"{det}: the model built from the recorded DET config does not fit its stack's layout")
-        first.requires_grad_(False)
-        models[det] = {name: first if i == 0 else first.for_labels(task_data[name].labels)
-                       for i, name in enumerate(names)}
-        if not splits:  # one backbone, one tokenizer: tokenise each task once
-            splits = {name: Split.of(first, task_data[name].splits["train"]) for name in names}
-    subspace, history = learn(deltas=deltas, tasks=tasks, models=models, train_splits=splits, inits=inits,
-                              layouts=layouts, dim=dim, settings=settings, device=device)
-    print(f"learned: {history['seconds'].max():.1f} s of training")
-    save_table(history_path, history.drop(columns="seconds"))  # a clock reading: logged, not stored
-    return subspace

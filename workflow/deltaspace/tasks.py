@@ -77,9 +77,19 @@ def _check_keys(task: Mapping, data: Mapping) -> None:
         ok = isinstance(labels, list) and all(isinstance(x, str) and x for x in labels)
         if not ok or len(labels) < 2 or len(set(labels)) != len(labels):
             raise _fail(task, "labels", f"must be a list of at least 2 distinct non-empty strings, got {labels!r}")
-    fractions = [data["validation_fraction"], data["test_fraction"]]
-    if any(not 0 <= f < 1 for f in fractions) or sum(fractions) >= 1:
-        raise _fail(task, "validation_fraction", f"data fractions must lie in [0, 1) and sum below 1, got {fractions}")
+    problem = fraction_problem(data["validation_fraction"], data["test_fraction"])
+    if problem:
+        raise _fail(task, "validation_fraction", problem)
+
+
+def fraction_problem(validation: float, test: float) -> str | None:
+    """What is wrong with data.validation_fraction and data.test_fraction, if anything: both splits are carved
+    from train, so each lies in [0, 1) and together they must leave some of it."""
+    if not (0 <= validation < 1 and 0 <= test < 1):
+        return f"validation_fraction and test_fraction must lie in [0, 1), got {validation} and {test}"
+    if validation + test >= 1:
+        return f"validation_fraction + test_fraction must be below 1, got {validation} + {test}"
+    return None
 
 
 def _check_hub_keys(task: Mapping) -> None:
@@ -470,7 +480,7 @@ def _read_split(task: Mapping, split: str, file: Path) -> tuple[_Raw, list[str] 
 
 
 def _read_files(task: Mapping, data: Mapping, base_dir: Path) -> tuple[list[str], dict, dict]:
-    files = _split_files(task, _data_root(data, base_dir))
+    files = task_files(task, data, base_dir)
     raw, found = {}, {}
     for split, file in files.items():
         raw[split], names = _read_split(task, split, file)
@@ -531,6 +541,11 @@ def _load_hub(task: Mapping, data: Mapping) -> TaskData:
 
 
 # -------------------------------------------------------------------------------------------------- public
+
+
+def task_files(task: dict, data: dict, base_dir: Path) -> dict[str, Path]:
+    """The files a file task reads, by split (what its check depends on, beside the settings)."""
+    return _split_files(task, _data_root(data, base_dir))
 
 
 def check_task(task: dict, data: dict, base_dir: Path) -> None:

@@ -11,16 +11,42 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .heads import Classifier
 from .io import ArtifactError, load_tensors, save_tensors
 
 BUCKET = 50  # batches per length-sorted bucket: less padding, still shuffled
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What training and prediction ask of a model: heads.Classifier (a DET in its original space) and
+    decoded.Decoded (a DET decoded from a code z) are both one. Calling it with a collated batch gives logits
+    (batch, labels); `label_embeddings` held fixed may be passed in (encoders)."""
+
+    labels: list[str]
+    kind: str  # "encoder" or "causal"
+    training: bool
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> list[list[int]]: ...
+
+    def collate(self, ids: list[list[int]]) -> dict[str, torch.Tensor]: ...
+
+    def label_embeddings(self) -> torch.Tensor: ...
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 label_embeddings: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def named_parameters(self): ...
+
+    def train(self, mode: bool = True): ...
+
+    def eval(self): ...
 
 
 @dataclass
@@ -31,7 +57,7 @@ class Split:
     labels: np.ndarray
 
     @classmethod
-    def of(cls, classifier: Classifier, frame) -> Split:
+    def of(cls, classifier: Model, frame) -> Split:
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         return cls(classifier.encode(frame["text"].tolist(), pairs), frame["label"].to_numpy(np.int64))
 
@@ -149,13 +175,13 @@ def batches(split: Split, size: int, generator: torch.Generator | None) -> list[
     return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
 
 
-def to_device(classifier: Classifier, split: Split, index: np.ndarray, device: torch.device):
+def to_device(classifier: Model, split: Split, index: np.ndarray, device: torch.device):
     enc = classifier.collate([split.ids[i] for i in index])
     return {k: v.to(device) for k, v in enc.items()}, torch.as_tensor(split.labels[index], device=device)
 
 
 @torch.no_grad()
-def predict(classifier: Classifier, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
+def predict(classifier: Model, split: Split, batch_size: int, device: torch.device) -> np.ndarray:
     was_training = classifier.training
     classifier.eval()
     preds = np.empty(len(split), dtype=np.int64)
@@ -197,7 +223,7 @@ def scores(preds: np.ndarray, labels: np.ndarray, n_labels: int, majority: int) 
 
 
 def train(
-    classifier: Classifier,
+    classifier: Model,
     splits: dict[str, Split],
     cfg: dict,
     lr: float,

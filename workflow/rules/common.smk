@@ -1,57 +1,45 @@
-# Validate the config before any job is scheduled, and derive the target lists from it.
+# Validate the config before any job is scheduled; the plan (deltaspace.config.plan) derives what runs.
 import re
 import sys
 from pathlib import Path
 
-from deltaspace.config import (
-    ConfigError,
-    canonical,
-    det_config,
-    det_names,
-    landscape_dets,
-    landscape_tasks,
-    optimize_runs,
-    runs,
-    task_config,
-    task_names,
-    validate_config,
-)
-from deltaspace.digest import code_digest
+from deltaspace.config import ConfigError, canonical, validate_config
+from deltaspace.config import plan
+from deltaspace.digest import stage_digest
+from deltaspace.names import PATTERN as SPACE_PATTERN
 
 try:
     CFG = canonical(validate_config(config, workflow.basedir))
 except ConfigError as exc:
     sys.exit(f"deltaspace: the config is not valid, nothing was run:\n{exc}")
 
-DETS = det_names(CFG)
-TASKS = task_names(CFG)
-RUNS = runs(CFG)  # (task, seed) pairs: train.seeds, or a task's own seeds
-# Which seeds exist decides which jobs exist, threads how fast they run and checkpoint_minutes how often a
-# job saves its state, not what a job computes: they stay out of train's params, so changing them reruns
-# nothing (train_det reads checkpoint_minutes from the config itself).
-TRAIN = {key: value for key, value in CFG["train"].items() if key not in ("seeds", "threads", "checkpoint_minutes")}
+DETS = plan.det_names(CFG)
+TASKS = plan.task_names(CFG)
+RUNS = plan.runs(CFG)  # (task, seed) pairs: train.seeds, or a task's own seeds
+OPT_RUNS = plan.optimize_runs(CFG)
+SPACES = plan.spaces(CFG)
+SUB, LAND = CFG["subspace"], CFG["landscape"]
+LAND_DETS = plan.landscape_dets(CFG)
+LAND_TASKS = plan.landscape_tasks(CFG)
+LAND_SEED = plan.landscape_seeds(CFG)
+LAND_SPACES = plan.landscape_spaces(CFG)
+REPORT = plan.report_files(CFG)
+DEVICE = plan.device(CFG)
 THREADS = CFG["train"]["threads"] or workflow.cores
 LIBRARY = Path(workflow.basedir) / "workflow" / "deltaspace"
 
 
-def library(*parts):
-    """A digest of library modules (files or folders under workflow/deltaspace/): as a param, a change to the
-    code a stage runs reruns that stage (Snakemake itself only watches the rule's script); comments and
-    docstrings do not count."""
-    return code_digest(LIBRARY, *parts)
+def code(stage):
+    """A digest of the library modules stage `stage` runs (deltaspace/stages/<stage>.py and what it imports):
+    as a param, a change to that code reruns the stage (Snakemake itself only watches the rule's script);
+    comments and docstrings do not count."""
+    return stage_digest(LIBRARY, stage)
 
 
-# The library modules each stage runs (io: every stage reads and writes through it).
-MODEL = ("models.py", "gpus.py", "heads.py", "dets", "tasks.py", "delta.py", "train.py", "io.py")
-CODE = {
-    "train_det": library("stages.py", *MODEL),
-    "stack_deltas": library("stack.py", "delta.py", "io.py"),
-    "decompose": library("subspace.py", "delta.py", "io.py"),
-    "decompose_learned": library("subspace.py", "learned.py", *MODEL),
-    "in_subspace": library("insubspace.py", "subspace.py", *MODEL),
-    "landscape": library("insubspace.py", "subspace.py", "landscape.py", *MODEL),
-    "report": library("report.py", "paper.py", "landscape.py", "io.py"),
-}
+def dets_config(names):
+    """The named DETs' settings as configured now: the in-subspace stages check them against the subspace's."""
+    return {det: plan.det_config(CFG, det) for det in names}
+
 
 # What a job of a model stage asks the scheduler for (SLURM through a profile; --resources on a workstation).
 MODEL_JOB = CFG["resources"]
@@ -63,25 +51,6 @@ localrules:
     decompose,
     report,
 
-SUB = CFG["subspace"]
-def spaces(min_dim=1):
-    return [f"{method}-d{dim}" for method in SUB["methods"] for dim in SUB["dims"] if dim >= min_dim]
-
-
-SPACES = spaces()
-OPT_RUNS = optimize_runs(CFG)
-OPTIMIZE = SUB["optimize"] | {"device": CFG["train"]["device"]}
-# transfer and landscape evaluate with train's batch size on train's device.
-EVAL = {"eval_batch_size": CFG["train"]["eval_batch_size"], "device": CFG["train"]["device"]}
-
-LAND = CFG["landscape"]
-LAND_DETS = landscape_dets(CFG)
-LAND_TASKS = landscape_tasks(CFG)
-# Each landscape task is swept on the codes of its first optimisation seed.
-LAND_SEED = {task: min(seed for t, seed in OPT_RUNS if t == task) for task in LAND_TASKS}
-# A plane needs two solutions and two dimensions.
-LAND_SPACES = spaces(min_dim=2) if LAND["enabled"] and len(LAND_DETS) >= 2 else []
-
 
 # A wildcard takes only the config's own names (escaped: "." in a name is no regex wildcard), so no path
 # outside results/ nor any other value can reach a job.
@@ -90,7 +59,7 @@ wildcard_constraints:
     task="|".join(map(re.escape, TASKS)),
     seed=r"\d+",
     dim=r"\d+",
-    space=r"[a-z]+-d\d+",
+    space=SPACE_PATTERN,
 
 
 def per_run(kind):
@@ -105,19 +74,3 @@ def codes_of(dets, seeds=None, name="z.safetensors"):
         "results/optimized/{space}/{det}/{task}/seed{seed}/" + name,
         space=wc.space, det=dets, task=wc.task, seed=wc.seed if seeds is None else seeds[wc.task],
     )
-
-
-PAPER = CFG["report"]["paper"]
-REPORT = {
-    "tables": [f"results/report/{name}.{ext}"
-               for name in ("subspace", "original", "methods", "transfer", "landscape", "reconstruction")
-               + (("paper",) if PAPER else ()) for ext in ("parquet", "md")],
-    "plots": ["results/report/relative.png", "results/report/dims.png"],
-    "index": ["results/report/index.md", "results/report/index.html"],
-}
-
-
-def all_targets():
-    if not SUB["enabled"]:
-        return expand("results/stacked/{det}.{ext}", det=DETS, ext=["safetensors", "parquet"])
-    return [*REPORT["tables"], *REPORT["plots"], *REPORT["index"]]

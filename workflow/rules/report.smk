@@ -19,11 +19,11 @@ rule report:
     log:
         "results/logs/report.log",
     params:
-        code=CODE["report"],
+        code=code("report"),
         held_out=SUB["held_out"],
         threshold=LAND["threshold"],
         det_methods={det: CFG["dets"][det]["method"] for det in DETS},
-        paper=PAPER,
+        paper=CFG["report"]["paper"],
         paper_rows=CFG["report"]["paper_rows"],
     conda:
         "../../envs/deltaspace.yaml"

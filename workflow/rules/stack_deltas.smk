@@ -9,7 +9,7 @@ rule stack_deltas:
     log:
         "results/logs/stack_deltas/{det}.log",
     params:
-        code=CODE["stack_deltas"],
+        code=code("stack_deltas"),
     conda:
         "../../envs/deltaspace.yaml"
     script:

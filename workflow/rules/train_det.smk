@@ -6,13 +6,14 @@ rule train_det:
     log:
         "results/logs/train_det/{det}/{task}/seed{seed}.log",
     params:
-        code=CODE["train_det"],
+        code=code("train_det"),
         backbone=CFG["backbone"],
         data=CFG["data"],
-        train=TRAIN,
-        task=lambda wc: task_config(CFG, wc.task),
-        det=lambda wc: det_config(CFG, wc.det),
-    threads: CFG["train"]["threads"] or workflow.cores
+        train=plan.train_params(CFG),
+        task=lambda wc: plan.task_config(CFG, wc.task),
+        det=lambda wc: plan.det_config(CFG, wc.det),
+        device=DEVICE,
+    threads: THREADS
     resources:
         gpu=MODEL_JOB["gpu"],
         mem_mb=MODEL_JOB["mem_mb"],

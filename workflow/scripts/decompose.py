@@ -1,34 +1,27 @@
-"""Snakemake entry point of rules decompose and decompose_learned (a thin call into deltaspace.subspace)."""
+"""Snakemake entry point of rules decompose and decompose_learned (a thin call into deltaspace.stages.decompose)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
 from deltaspace.logs import job
-from deltaspace.subspace import decompose_stacks
+from deltaspace.stages.decompose import decompose_stacks
 
 with job(snakemake):
-    dets = snakemake.params.dets
-    method = "learned" if snakemake.rule == "decompose_learned" else "svd"
-    learning = None
-    if method == "learned":
-        settings = dict(snakemake.params.learned)
-        learning = {
-            "data": snakemake.params.data,
-            "task_configs": snakemake.params.tasks,
-            "settings": settings,
-            "device": settings.pop("device"),
-            "base_dir": f"{snakemake.scriptdir}/../..",  # the Snakefile's folder
-            "history_path": snakemake.output.history,
-            "threads": snakemake.threads,
-        }
+    params, dets = snakemake.params, snakemake.params.dets
     decompose_stacks(
-        method=method,
+        method=params.method,
         dim=int(snakemake.wildcards.dim),
-        held_out=snakemake.params.held_out,
+        held_out=params.held_out,
         stacked=dict(zip(dets, snakemake.input.stacked)),
         indexes=dict(zip(dets, snakemake.input.index)),
         projections_path=snakemake.output.projections,
         codes_path=snakemake.output.codes,
         reconstruction_path=snakemake.output.reconstruction,
-        learning=learning,
+        history_path=snakemake.output.get("history"),
+        learned=params.get("learned"),
+        data=params.get("data"),
+        task_configs=params.get("tasks"),
+        device=params.get("device", "auto"),
+        base_dir=f"{snakemake.scriptdir}/../..",  # the Snakefile's folder
+        threads=snakemake.threads,
     )

@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule report (a thin call into deltaspace.report)."""
+"""Snakemake entry point of rule report (a thin call into deltaspace.stages.report)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
 from deltaspace.logs import job
-from deltaspace.report import build_report
+from deltaspace.stages.report import build_report
 
 with job(snakemake):
     build_report(

@@ -1,10 +1,10 @@
-"""Snakemake entry point of rule stack_deltas (a thin call into deltaspace.stages)."""
+"""Snakemake entry point of rule stack_deltas (a thin call into deltaspace.stages.stack_deltas)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
 from deltaspace.logs import job
-from deltaspace.stack import stack_deltas
+from deltaspace.stages.stack_deltas import stack_deltas
 
 with job(snakemake):
     stack_deltas(

@@ -10,17 +10,22 @@ Each method is one small module with two functions:
         The number of trainable entries the settings give on this (still bare) backbone.
 
 `settings` is the DET's validated config entry; `kind` is "encoder" or "causal".
+
+METHODS is the registry: the one list of method names (the config schema's enum is tested against it).
+This module imports no torch at the top, so that the config validator can read the registry cheaply.
 """
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from ..config import DET_METHODS as METHODS
 from .base import DETError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+METHODS: tuple[str, ...] = ("lora", "adapter", "prefix", "prompt", "bitfit", "finetune")
 
 __all__ = ["METHODS", "DETError", "attach", "expected_count", "method"]
 
@@ -34,6 +39,8 @@ def method(name: str) -> ModuleType:
 
 def attach(model: nn.Module, settings: dict, kind: str, seed: int) -> nn.Module:
     """Attach the DET with its initial values drawn from `seed` (the same for every task)."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return method(settings["method"]).attach(model, settings, kind)

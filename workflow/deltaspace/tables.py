@@ -1,25 +1,18 @@
-"""Stage report: the paper's tables (subspace optimisation per DET and task; transfer A -> B), the landscape
-shares and the plots, from the outputs of every stage. Relative performance is always the subspace result
-over the same DET's original-space result on the same task and seed (test accuracy).
-"""
+"""The report's tables in the paper's form (subspace optimisation per DET and task; transfer A -> B; the
+landscape shares; ours beside the paper's numbers), each as a frame and as Markdown. Relative performance is
+always the subspace result over the same DET's original-space result on the same task and seed (test
+accuracy)."""
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
 
 import pandas as pd
 
-from .io import PROVENANCE, atomic_path, load_table, provenance, pyplot, save_figure, save_table
 from .landscape import shares
+from .names import SpaceName
 from .paper import SETTINGS
 
 METRIC = "accuracy"
-
-
-def _concat(paths: list) -> pd.DataFrame:
-    return pd.concat([load_table(p) for p in paths], ignore_index=True) if paths else pd.DataFrame()
 
 
 def _test(frame: pd.DataFrame, metric: str, keys: list[str], name: str) -> pd.DataFrame:
@@ -167,7 +160,7 @@ def _spaces_by_dim(table: pd.DataFrame) -> dict[int, list[str]]:
     spaces = sorted(table.space.unique()) if len(table) else []
     out: dict[int, list[str]] = {}
     for space in spaces:
-        out.setdefault(int(space.split("-d")[1]), []).append(space)
+        out.setdefault(SpaceName.parse(space).dim, []).append(space)
     return {dim: names for dim, names in out.items() if len(names) > 1}
 
 
@@ -177,7 +170,8 @@ def methods_table(sub: pd.DataFrame, trans: pd.DataFrame) -> pd.DataFrame:
     rows = []
     pairs = trans[trans.source != trans.target]
     for dim, spaces in _spaces_by_dim(sub).items():
-        reference = f"svd-d{dim}" if f"svd-d{dim}" in spaces else spaces[0]
+        svd = str(SpaceName("svd", dim))
+        reference = svd if svd in spaces else spaces[0]
         items = [("optimisation", (seen, task), det, sub[(sub.task == task) & (sub.det == det)])
                  for seen, task in sub[["seen", "task"]].drop_duplicates().itertuples(index=False)
                  for det in sorted(sub.det.unique())]
@@ -282,102 +276,3 @@ def _beside(r) -> str:
     if r.paper is None or math.isnan(r.paper):
         return ours
     return f"{ours} / {r.paper:.1f} ({r.spread})"
-
-
-def plot_relative(table: pd.DataFrame, path) -> None:
-    """Grouped bars: relative performance per task and DET, one panel per subspace."""
-    plt = pyplot()
-    spaces = sorted(table.space.unique())
-    fig, axes = plt.subplots(1, len(spaces), figsize=(5.5 * len(spaces), 3.8), squeeze=False, sharey=True)
-    for ax, space in zip(axes[0], spaces):
-        rows = table[table.space == space]
-        means = rows.groupby(["task", "det"], sort=False).relative.mean().unstack("det") * 100
-        labels = [f"{t}\n({'seen' if rows[rows.task == t].seen.iloc[0] else 'unseen'})" for t in means.index]
-        means.index = labels
-        means.plot.bar(ax=ax, rot=0, width=0.8)
-        ax.axhline(100, color="black", linewidth=0.8)
-        ax.axhline(80, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_title(space)
-        ax.set_ylabel("relative performance, %")
-        ax.set_xlabel("")
-    save_figure(fig, path)
-
-
-def plot_dims(table: pd.DataFrame, path) -> None:
-    """Relative performance against the subspace dimension, one line per DET (and method)."""
-    plt = pyplot()
-    frame = table.assign(method=table.space.str.split("-d").str[0], dim=table.space.str.split("-d").str[1].astype(int))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for seen, style in [(False, "-"), (True, ":")]:
-        part = frame[frame.seen == seen]
-        for (method, det), g in part.groupby(["method", "det"], sort=True):
-            curve = g.groupby("dim").relative.mean() * 100
-            ax.plot(curve.index, curve.values, style, marker="o",
-                    label=f"{det} ({method}, {'seen' if seen else 'unseen'} tasks)")
-    ax.axhline(100, color="black", linewidth=0.8)
-    ax.set_xlabel("subspace dimension d")
-    ax.set_ylabel("relative performance, %")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
-
-
-def _write(path: Path, text: str) -> None:
-    """Write Markdown or HTML with the provenance in a closing comment, which neither renders."""
-    stamp = json.dumps(provenance(), sort_keys=True).replace("--", "- -")  # "--" may not appear in a comment
-    with atomic_path(path) as tmp:
-        tmp.write_text(f"{text}<!-- {PROVENANCE}: {stamp} -->\n")
-
-
-def build_report(*, original: list, optimized: list, transfer: list, landscape: list, solutions: list,
-                 reconstruction: list, held_out: list[str], threshold: float, out_dir,
-                 det_methods: dict[str, str] | None = None, paper: str | None = None,
-                 paper_rows: dict[str, str] | None = None) -> None:
-    out = Path(out_dir)
-    original_frame = _concat(original)
-    sub = subspace_table(original_frame, _concat(optimized), held_out)
-    trans = transfer_table(original_frame, _concat(transfer))
-    land = landscape_table(_concat(landscape), _concat(solutions), original_frame, threshold) if landscape \
-        else pd.DataFrame(columns=["space", "task", "seed", "plane", "points", "share_of_best", "share_of_original"])
-    recon = _concat(reconstruction).groupby(["space", "det", "seen"], as_index=False)[
-        ["relative_error", "unexplained"]].mean()
-
-    orig = original_table(original_frame)
-    methods = methods_table(sub, trans)
-    sections = {
-        "original": (orig, original_markdown(orig)),
-        "subspace": (sub, subspace_markdown(sub)),
-        "methods": (methods, methods_markdown(methods)),
-        "transfer": (trans, transfer_markdown(trans)),
-        "landscape": (land, land.to_markdown(index=False, floatfmt=".3f") if len(land) else "No landscape was swept."),
-        "reconstruction": (recon, recon.to_markdown(index=False, floatfmt=".3f")),
-    }
-    if paper:
-        compared = paper_table(sub, trans, paper, paper_rows or {}, det_methods or {})
-        sections["paper"] = (compared, paper_markdown(compared, paper))
-    for name, (frame, text) in sections.items():
-        save_table(out / f"{name}.parquet", frame)
-        _write(out / f"{name}.md", text + "\n")
-    plot_relative(sub, out / "relative.png")
-    plot_dims(sub, out / "dims.png")
-
-    heatmaps = [Path(p).with_suffix(".png") for p in landscape]
-    titles = {
-        "original": "The DETs in their original space",
-        "subspace": "Optimisation in the subspace",
-        "methods": "Decomposition methods compared on the same solutions",
-        "paper": f"Beside the paper ({' and '.join(SETTINGS[paper]['tables']) if paper else ''})",
-        "transfer": "Cross-DET transfer",
-        "landscape": f"Landscape: share of the grid where every DET reaches {threshold:.0%} of its reference",
-        "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the "
-                          "deviation from the mean)",
-    }
-    md = ["# deltaspace report", ""]
-    for name, (_, text) in sections.items():
-        md += [f"## {titles[name]}", "", text, ""]
-    md += ["## Plots", "", "![relative performance](relative.png)", "", "![against d](dims.png)", ""]
-    md += [f"![landscape {p.parent.name} {p.stem}]({os.path.relpath(p, out)})" for p in heatmaps]
-    _write(out / "index.md", "\n".join(md) + "\n")
-    html = ["<h1>deltaspace report</h1>"]
-    for name, (frame, _) in sections.items():
-        html += [f"<h2>{titles[name]}</h2>", frame.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
-    _write(out / "index.html", "\n".join(html) + "\n")

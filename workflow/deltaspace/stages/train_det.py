@@ -1,7 +1,4 @@
-"""Stage train_det: one DET on one task from one seed, written as a delta and a metrics table.
-
-The Snakemake script in workflow/scripts/ is a thin call into this, so the stage can be run by hand too.
-"""
+"""Stage train_det: one DET on one task from one seed, written as a delta and a metrics table."""
 from __future__ import annotations
 
 import hashlib
@@ -13,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import dets
-from .delta import INIT, TRAINED, Layout
-from .heads import build_classifier
-from .io import provenance, save_table, save_tensors
-from .models import job_device
-from .tasks import load_task
-from .train import Checkpoint, NonFiniteLoss, Split, stored_metrics, train, trainable
+from .. import dets
+from ..delta import INIT, TRAINED, Layout
+from ..heads import build_classifier
+from ..io import provenance, save_table, save_tensors
+from ..models import job_device
+from ..tasks import load_task
+from ..train import Checkpoint, NonFiniteLoss, Split, stored_metrics, train, trainable
 
 CHECKPOINT = "checkpoint.safetensors"  # beside the delta; removed once the delta is written
 
@@ -33,6 +30,7 @@ def train_det(
     det_name: str,
     det_cfg: dict,
     seed: int,
+    device: str,
     base_dir: str | Path,
     delta_path: str | Path,
     metrics_path: str | Path,
@@ -43,7 +41,7 @@ def train_det(
     metrics. A NaN or infinite loss fails the job, or with train.nonfinite_retries starts over at a lower
     learning rate. With checkpoint_minutes, a killed job's rerun resumes from its last checkpoint."""
     started = time.perf_counter()
-    device = job_device(train_cfg["device"], threads)  # before anything slow
+    device = job_device(device, threads)  # before anything slow
     task_data = load_task(task, data, Path(base_dir))
     init_seed = seed if train_cfg["init_seed"] is None else train_cfg["init_seed"]
     classifier, expected = build_classifier(backbone, det_cfg, task_data.labels, init_seed)
@@ -57,7 +55,8 @@ def train_det(
             print(f"{name}: {cut} of {len(split)} examples reach backbone.max_length ({classifier.max_length} tokens) and are cut there")
     desc = f"{det_name}/{task['name']}/seed{seed}"
     # The checkpoint belongs to this job: other settings, code or versions make an earlier file one to replace.
-    job = json.dumps([backbone, data, task, train_cfg, det_name, det_cfg, seed, provenance()], sort_keys=True, default=str)
+    job = json.dumps([backbone, data, task, train_cfg, det_name, det_cfg, seed, str(device), provenance()], sort_keys=True,
+                     default=str)
     checkpoint = None
     if checkpoint_minutes is not None:
         checkpoint = Checkpoint(Path(delta_path).parent / CHECKPOINT, hashlib.sha256(job.encode()).hexdigest(),

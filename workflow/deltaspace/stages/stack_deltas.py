@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .delta import INIT, TRAINED, Layout
-from .io import PROVENANCE, ArtifactError, load_table, load_tensors, save_table, save_tensors
+from ..delta import INIT, TRAINED, Layout
+from ..io import PROVENANCE, ArtifactError, load_table, load_tensors, save_table, save_tensors
 
 
 def read_delta(path) -> tuple[Layout, torch.Tensor, torch.Tensor, dict]:
