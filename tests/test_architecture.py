@@ -173,6 +173,16 @@ def test_a_stack_whose_rows_start_from_other_initial_values_is_refused_by_row(tm
     assert (tmp_path / "p.safetensors").exists()
 
 
+def test_a_subspace_over_runs_from_other_inits_is_refused_before_any_job():
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    cfg["train"] |= {"init_seed": None, "seeds": [0, 1]}
+    with pytest.raises(ConfigError, match=r"train\.init_seed: null starts each seed \[0, 1\] from its own initial "
+                                          r"values"):
+        validate_config(cfg, ROOT)
+    cfg["subspace"]["enabled"] = False  # stacks alone may hold runs from other inits
+    validate_config(cfg, ROOT)
+
+
 def test_numbers_given_on_the_command_line_are_numbers():
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
     # what Snakemake hands over for --config 'subspace={"optimize": {"epochs": 8}}' and --config train=...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+FORMAT = "{method}-d{dim}"
 PATTERN = r"[a-z]+-d\d+"  # the Snakemake wildcard constraint of {space}
 
 
@@ -14,7 +15,7 @@ class SpaceName:
     dim: int
 
     def __str__(self) -> str:
-        return f"{self.method}-d{self.dim}"
+        return FORMAT.format(method=self.method, dim=self.dim)
 
     @classmethod
     def parse(cls, text: str) -> SpaceName:
@@ -22,3 +23,8 @@ class SpaceName:
             raise ValueError(f"{text!r} is not a subspace name (method-d<dim>, e.g. svd-d4)")
         method, dim = text.rsplit("-d", 1)
         return cls(method, int(dim))
+
+
+def with_dim_wildcard(method: str) -> str:
+    """Every subspace name of a method, with Snakemake's {dim} wildcard in place of the dimension."""
+    return FORMAT.format(method=method, dim="{dim}")

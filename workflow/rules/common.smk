@@ -6,7 +6,7 @@ from pathlib import Path
 from deltaspace.config import ConfigError, canonical, validate_config
 from deltaspace.config import plan
 from deltaspace.digest import stage_digest
-from deltaspace.names import PATTERN as SPACE_PATTERN
+from deltaspace.names import PATTERN as SPACE_PATTERN, with_dim_wildcard
 
 try:
     CFG = canonical(validate_config(config, workflow.basedir))

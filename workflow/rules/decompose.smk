@@ -1,14 +1,18 @@
+# The subspaces' folders, with the {dim} wildcard: svd-d{dim}, learned-d{dim}.
+SVD, LEARNED = with_dim_wildcard("svd"), with_dim_wildcard("learned")
+
+
 rule decompose:
     """Jointly decompose the seen solutions of every DET into one subspace of `dim` dimensions (closed form)."""
     input:
         stacked=expand("results/stacked/{det}.safetensors", det=DETS),
         index=expand("results/stacked/{det}.parquet", det=DETS),
     output:
-        projections="results/subspace/svd-d{dim}/projections.safetensors",
-        codes="results/subspace/svd-d{dim}/codes.parquet",
-        reconstruction="results/subspace/svd-d{dim}/reconstruction.parquet",
+        projections=f"results/subspace/{SVD}/projections.safetensors",
+        codes=f"results/subspace/{SVD}/codes.parquet",
+        reconstruction=f"results/subspace/{SVD}/reconstruction.parquet",
     log:
-        "results/logs/decompose/svd-d{dim}.log",
+        f"results/logs/decompose/{SVD}.log",
     params:
         code=code("decompose"),
         method="svd",
@@ -26,12 +30,12 @@ rule decompose_learned:
         stacked=expand("results/stacked/{det}.safetensors", det=DETS),
         index=expand("results/stacked/{det}.parquet", det=DETS),
     output:
-        projections="results/subspace/learned-d{dim}/projections.safetensors",
-        codes="results/subspace/learned-d{dim}/codes.parquet",
-        reconstruction="results/subspace/learned-d{dim}/reconstruction.parquet",
-        history="results/subspace/learned-d{dim}/history.parquet",
+        projections=f"results/subspace/{LEARNED}/projections.safetensors",
+        codes=f"results/subspace/{LEARNED}/codes.parquet",
+        reconstruction=f"results/subspace/{LEARNED}/reconstruction.parquet",
+        history=f"results/subspace/{LEARNED}/history.parquet",
     log:
-        "results/logs/decompose/learned-d{dim}.log",
+        f"results/logs/decompose/{LEARNED}.log",
     params:
         code=code("decompose"),
         method="learned",

@@ -134,7 +134,8 @@ def _duplicate_task_names(tasks: Any) -> list[tuple[str, str]]:
 
 def _fraction_sum(data: Any) -> list[tuple[str, str]]:
     fractions = [data.get(k) if isinstance(data, dict) else None for k in ("validation_fraction", "test_fraction")]
-    if all(isinstance(f, (int, float)) for f in fractions):  # the schema reports any other type
+    # the schema reports another type or a fraction outside [0, 1) at its own key; here only the sum is left
+    if all(isinstance(f, (int, float)) and 0 <= f < 1 for f in fractions):
         problem = fraction_problem(*fractions)
         if problem:
             return [("data.test_fraction", problem)]
@@ -159,6 +160,11 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
         if unknown:
             errors.append(("subspace.seeds", f"{unknown} are not seeds of {task!r} {task_seeds(cfg, task)}: each "
                                              "needs its original-space run"))
+    seeds = sorted({seed for task in tasks for seed in task_seeds(cfg, task)})
+    if cfg["train"]["init_seed"] is None and len(seeds) > 1:
+        errors.append(("train.init_seed", f"null starts each seed {seeds} from its own initial values, but a subspace "
+                                          "adds every decoded delta to one set of them: set an integer (the "
+                                          "default, 0), or subspace.enabled: false"))
     building = [t for t in tasks if t not in sub["held_out"]]
     rows = sum(len(task_seeds(cfg, t)) for t in building)
     if not building:
