@@ -40,13 +40,18 @@ def code_digest(root: Path, *parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _imports(file: Path, root: Path) -> set[Path]:
+def _imports(file: Path, root: Path) -> frozenset[Path]:
     """The library files that `file` imports (at the top or inside a function), as written in its source.
     An imported package counts with every module in it (dets/ loads its methods by name)."""
-    tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+    return _imports_in(file.read_text(encoding="utf-8"), file, root)
+
+
+@lru_cache(maxsize=512)
+def _imports_in(source: str, file: Path, root: Path) -> frozenset[Path]:
+    # keyed on the text, like _tree_text: every stage's walk reads the shared modules, each is parsed once
     package = file.parent.relative_to(root).parts  # where a relative import starts
     targets: list[tuple[str, ...]] = []
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source, filename=str(file))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
@@ -61,7 +66,7 @@ def _imports(file: Path, root: Path) -> set[Path]:
             targets += [(*module, alias.name) for alias in node.names]  # `from . import dets`: a module
         elif isinstance(node, ast.Import):
             targets += [tuple(a.name.split(".")[1:]) for a in node.names if a.name.split(".")[0] == root.name]
-    found = set()
+    found: set[Path] = set()
     for parts in targets:
         for depth in range(1, len(parts) + 1):  # a module's packages run their __init__ first
             init = root.joinpath(*parts[:depth], "__init__.py")
@@ -72,7 +77,7 @@ def _imports(file: Path, root: Path) -> set[Path]:
             found.update(path.rglob("*.py"))
         elif path.with_suffix(".py").is_file():
             found.add(path.with_suffix(".py"))
-    return found
+    return frozenset(found)
 
 
 def modules_of(root: Path, module: str) -> list[str]:
