@@ -1,21 +1,111 @@
-"""The report's tables: seed spread, methods compared on the same solutions, and the paper's numbers beside ours."""
+"""The report's tables: each number traced to the stage row it comes from, seed spread, methods compared on the
+same solutions, and the paper's numbers beside ours."""
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from deltaspace.paper import SINGLE_TASK_ROWS, SINGLE_TASK_TRANSFER
 from deltaspace.tables import (
+    landscape_table,
     methods_markdown,
     methods_table,
     original_table,
     paper_markdown,
     paper_table,
     seed_spread,
+    subspace_table,
+    transfer_table,
     within_spread,
 )
+
+DETS, TASKS, SEEDS, SPACES = ("adapter", "lora", "prefix"), ("mr", "sst2"), (0, 1), ("svd-d1", "svd-d3")
+
+
+def stage_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What train_det, optimize_subspace and transfer write (long tables), every value distinct, so that a
+    number taken from the wrong DET, task, seed or space cannot pass for the right one."""
+    values = iter(np.random.default_rng(seed).permutation(1000) / 1000 + 1e-4)
+    original = pd.DataFrame([{"det": d, "task": t, "seed": s, "split": "test", "metric": m, "value": next(values)}
+                             for d, t, s in itertools.product(DETS, TASKS, SEEDS)
+                             for m in ("accuracy", "accuracy_at_init", "majority_accuracy")])
+    optimized = pd.DataFrame([{"space": sp, "det": d, "task": t, "seed": s, "split": split, "metric": m,
+                               "value": next(values)}
+                              for sp, d, t, s in itertools.product(SPACES, DETS, TASKS, SEEDS)
+                              for split, m in (("test", "accuracy"), ("test", "accuracy_at_init"),
+                                               ("validation", "accuracy"))])
+    transfer = pd.DataFrame([{"space": sp, "task": t, "seed": s, "source": a, "target": b, "split": "test", "metric": m,
+                              "value": next(values)}
+                             for sp, t, s, a, b in itertools.product(SPACES, TASKS, SEEDS, DETS, DETS)
+                             for m in ("accuracy", "majority_accuracy")])
+    return original, optimized, transfer
+
+
+def value(frame: pd.DataFrame, metric: str, **keys) -> float:
+    rows = frame[(frame.metric == metric) & (frame.split == "test")]
+    for key, wanted in keys.items():
+        rows = rows[rows[key] == wanted]
+    assert len(rows) == 1, (metric, keys)
+    return float(rows.value.iloc[0])
+
+
+def test_every_subspace_table_number_is_its_stage_rows_value():
+    original, optimized, _ = stage_tables()
+    table = subspace_table(original, optimized, held_out=["mr"])
+    assert len(table) == len(SPACES) * len(DETS) * len(TASKS) * len(SEEDS)  # no row lost, none made up
+    assert not table.isna().any().any()
+    for r in table.itertuples():
+        run = {"det": r.det, "task": r.task, "seed": r.seed}
+        assert r.subspace == value(optimized, "accuracy", space=r.space, **run)
+        assert r.start == value(optimized, "accuracy_at_init", space=r.space, **run)
+        assert r.original == value(original, "accuracy", **run)
+        assert r.zero_shot == value(original, "accuracy_at_init", **run)
+        assert r.majority == value(original, "majority_accuracy", **run)
+        assert r.relative == value(optimized, "accuracy", space=r.space, **run) / value(original, "accuracy", **run)
+        assert r.seen == (r.task != "mr")
+
+
+def test_every_transfer_table_number_is_its_stage_rows_value():
+    original, _, transfer = stage_tables(1)
+    table = transfer_table(original, transfer)
+    assert len(table) == len(SPACES) * len(TASKS) * len(SEEDS) * len(DETS) ** 2
+    assert not table.isna().any().any()
+    for r in table.itertuples():
+        pair = {"space": r.space, "task": r.task, "seed": r.seed, "source": r.source, "target": r.target}
+        assert r.accuracy == value(transfer, "accuracy", **pair)
+        assert r.majority == value(transfer, "majority_accuracy", **pair)
+        assert r.target_original == value(original, "accuracy", det=r.target, task=r.task, seed=r.seed)
+        assert r.relative == r.accuracy / value(original, "accuracy", det=r.target, task=r.task, seed=r.seed)
+
+
+def test_a_missing_original_run_is_a_gap_the_tables_show():
+    original, optimized, transfer = stage_tables(2)
+    gone = (original.det == "lora") & (original.seed == 1)
+    sub = subspace_table(original[~gone], optimized, held_out=[])
+    assert sub[(sub.det == "lora") & (sub.seed == 1)].original.isna().all()  # shown as missing, not dropped
+    assert sub[sub.det != "lora"].original.notna().all()
+
+
+def test_landscape_table_counts_the_grid_where_every_det_holds_up():
+    grid = pd.DataFrame([{"space": "svd-d2", "task": "mr", "seed": 0, "a": a, "b": b, "det": det, "metric": "accuracy",
+                          "value": value}
+                         for (a, b), values in {(0, 0): (0.9, 0.8), (0, 1): (0.5, 0.8), (1, 0): (0.85, 0.4),
+                                                (1, 1): (0.88, 0.79)}.items()
+                         for det, value in zip(("lora", "prefix"), values)])
+    solutions = pd.DataFrame([{"space": "svd-d2", "task": "mr", "seed": 0, "det": d, "a": 0.0, "b": 0.0}
+                              for d in ("lora", "prefix")])
+    original = pd.DataFrame([{"det": d, "task": "mr", "seed": 0, "split": "test", "metric": "accuracy", "value": v}
+                             for d, v in (("lora", 1.0), ("prefix", 0.8))])
+    row = landscape_table(grid, solutions, original, threshold=0.9).iloc[0]
+    # best: lora 0.9, prefix 0.8 -> thresholds 0.81 / 0.72: (0,0) and (1,1) hold for both
+    assert row.share_of_best == 0.5 and row.points == 4
+    # original: lora 1.0, prefix 0.8 -> thresholds 0.9 / 0.72: only (0,0)
+    assert row.share_of_original == 0.25
+    assert (row.best_lora, row.best_prefix, row.plane) == (0.9, 0.8, "lora prefix")
 
 
 def test_seed_spread_averages_within_each_seed_first():

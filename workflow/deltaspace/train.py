@@ -231,13 +231,17 @@ def train(
     device: torch.device,
     desc: str = "train",
     checkpoint: Checkpoint | None = None,
+    start_is_candidate: bool = False,
 ) -> Result:
     """Train the classifier's trainable tensors (the DET's) on splits["train"].
 
     cfg is the validated `train:` slice. Evaluates on validation evals_per_epoch times per epoch and
-    returns the best tensors with metrics on validation and test (and at initialisation on test). With a
-    checkpoint, resumes from its file when there is one for this job, and saves one at an evaluation once
-    checkpoint.every_seconds have passed since the last. A NaN or infinite loss raises NonFiniteLoss.
+    returns the best tensors with metrics on validation and test (and at initialisation on test). With
+    start_is_candidate the initial values are evaluated on validation too and kept unless training beats
+    them, so the result is never worse on validation than where it began (optimize_subspace: a code that
+    starts near a solution). With a checkpoint, resumes from its file when there is one for this job, and
+    saves one at an evaluation once checkpoint.every_seconds have passed since the last. A NaN or infinite
+    loss raises NonFiniteLoss.
     """
     torch.manual_seed(seed)  # dropout
     generator = torch.Generator().manual_seed(seed)
@@ -264,6 +268,11 @@ def train(
         test_init = predict(classifier, splits["test"], cfg["eval_batch_size"], device)
         result.metrics.append({"split": "test", "metric": "accuracy_at_init",
                                "value": float(np.mean(test_init == splits["test"].labels))})
+        if start_is_candidate:
+            best_preds = predict(classifier, splits["validation"], cfg["eval_batch_size"], device)
+            best_acc = float(np.mean(best_preds == splits["validation"].labels))
+            result.best = {n: t.clone() for n, t in init.items()}  # its own tensors: saved beside init
+            result.history.append({"step": 0, "epoch": 0.0, "train_loss": float("nan"), "validation_accuracy": best_acc})
     else:
         best_preds, progress = _restore(loaded, params, optimizer, schedule, generator, result, device)
         best_acc, best_step, seen, train_seconds, step, first_epoch, skip = (progress[k] for k in PROGRESS)

@@ -14,7 +14,8 @@ from .in_subspace import decoded_model, prepare
 def optimize_subspace(*, space_path, det_name: str, det_cfg: dict, backbone: dict, data: dict, task: dict,
                       optimize_cfg: dict, device: str, seed: int, base_dir, z_path, metrics_path,
                       threads: int | None = None) -> None:
-    """Train only the code z of one DET in the subspace on one task; keep the best one on validation."""
+    """Train only the code z of one DET in the subspace on one task; keep the best one on validation, the
+    starting code included."""
     started = time.perf_counter()
     space, task_data, device = prepare(space_path, {det_name: det_cfg}, backbone, task, data, base_dir, device, threads)
     z0 = torch.randn(space.subspace.dim, generator=torch.Generator().manual_seed(seed)) * optimize_cfg["init_std"]
@@ -22,7 +23,8 @@ def optimize_subspace(*, space_path, det_name: str, det_cfg: dict, backbone: dic
     splits = {name: Split.of(model, frame) for name, frame in task_data.splits.items()}
     tag = space.subspace.name
     desc = f"{tag}/{det_name}/{task['name']}"
-    result = train(model, splits, optimize_cfg, optimize_cfg["lr"], seed, device, desc=desc)
+    # the start is a candidate: the kept code is never worse on validation than where it began
+    result = train(model, splits, optimize_cfg, optimize_cfg["lr"], seed, device, desc=desc, start_is_candidate=True)
     save_tensors(z_path, {"z": result.best["z"], "z_init": result.init["z"]},
                  {"space": tag, "det": det_name, "task": task["name"], "seed": seed})
     rows = stored_metrics(result, desc, started)
