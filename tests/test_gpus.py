@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 
 from deltaspace import gpus, models
+
+WAIT = 60  # seconds any wait on a job process may take before the test fails (instead of hanging)
 
 HOLDER = """
 import sys
@@ -18,32 +21,70 @@ sys.stdin.read()  # hold the device until the test closes stdin
 """
 
 
-def job(tmp_path, count: int) -> subprocess.Popen:
-    """A separate process (as a Snakemake job is) that claims a device and holds it."""
-    return subprocess.Popen([sys.executable, "-c", HOLDER.format(count=count), str(tmp_path)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def job(tmp_path):
+    """Starts a separate process (as a Snakemake job is) that claims a device and holds it; any still
+    running at the end of the test is killed."""
+    started: list[subprocess.Popen] = []
+
+    def start(count: int) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(count=count), str(tmp_path)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=WAIT)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()
 
 
-def test_concurrent_jobs_get_different_devices_and_free_them_on_exit(tmp_path):
-    first, second = job(tmp_path, 2), job(tmp_path, 2)
-    got = {int(first.stdout.readline()), int(second.stdout.readline())}
+def claimed(proc: subprocess.Popen) -> int:
+    """The device a job printed, read with a timeout: a job that hangs or dies fails the test with its stderr."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(WAIT)
+    if reader.is_alive():
+        proc.kill()
+        _, err = proc.communicate(timeout=WAIT)
+        pytest.fail(f"the job printed no device within {WAIT} s; stderr: {err[-2000:]}")
+    if not line[0].strip():
+        _, err = proc.communicate(timeout=WAIT)
+        pytest.fail(f"the job ended (exit {proc.returncode}) without claiming a device; stderr: {err[-2000:]}")
+    return int(line[0])
+
+
+def release(proc: subprocess.Popen) -> str:
+    """Close the job's stdin, so that it ends, and wait (bounded) for it; its stderr."""
+    _, err = proc.communicate(timeout=WAIT)
+    return err
+
+
+def test_concurrent_jobs_get_different_devices_and_free_them_on_exit(job):
+    first, second = job(2), job(2)
+    got = {claimed(first), claimed(second)}
     assert got == {0, 1}
-    third = job(tmp_path, 2)  # more GPU jobs than devices: a clear error, not a shared device
-    _, err = third.communicate(timeout=60)
+    third = job(2)  # more GPU jobs than devices: a clear error, not a shared device
+    err = release(third)
     assert third.returncode != 0 and "all 2 GPUs are held by other deltaspace jobs" in err
-    first.communicate(timeout=60)  # the first job ends (its lock goes with it) ...
-    fourth = job(tmp_path, 2)
-    index = int(fourth.stdout.readline())  # ... and a new job gets its device
+    release(first)  # the first job ends (its lock goes with it) ...
+    assert first.returncode == 0
+    fourth = job(2)
+    index = claimed(fourth)  # ... and a new job gets its device
     for p in (second, fourth):
-        p.communicate(timeout=60)
+        release(p)
     assert index in got
 
 
-def test_a_killed_job_frees_its_device(tmp_path):
-    held = job(tmp_path, 1)
-    assert held.stdout.readline().strip() == "0"
+def test_a_killed_job_frees_its_device(job, tmp_path):
+    held = job(1)
+    assert claimed(held) == 0
     held.kill()
-    held.wait(timeout=60)
+    held.wait(timeout=WAIT)
     assert gpus.claim(1, tmp_path / "") == 0
 
 

@@ -102,37 +102,102 @@ def job_processes(workdir: Path, script: str) -> list[int]:
     return found
 
 
+# Put on the PYTHONPATH of one Snakemake run only: its train_det job writes the checkpoint of step HOLD_STEP,
+# then says so (its pid and the step, in the file HOLD_MARK) and waits to be killed. The kill thus lands at a
+# known point, after a checkpoint and before the job's end, however fast or slow the machine is.
+HOLD_HOOK = textwrap.dedent("""
+    import os
+    import sys
+
+    if os.environ.get("HOLD_MARK"):
+        import importlib.machinery
+        import time
+
+        def _hold(module):
+            save = module.Checkpoint.save
+
+            def save_then_hold(self, tensors, meta):
+                save(self, tensors, meta)
+                if meta["step"] == int(os.environ["HOLD_STEP"]):
+                    mark = os.environ["HOLD_MARK"]
+                    with open(mark + ".tmp", "w") as fh:
+                        fh.write(f"{os.getpid()} {meta['step']}")
+                    os.replace(mark + ".tmp", mark)
+                    time.sleep(600)
+                    os._exit(3)  # never killed: end (failed) rather than linger
+
+            module.Checkpoint.save = save_then_hold
+
+        class _Finder:
+            @staticmethod
+            def find_spec(name, path, target=None):
+                if name != "deltaspace.train":
+                    return None
+                spec = importlib.machinery.PathFinder.find_spec(name, path)
+                if spec is not None:
+                    run = spec.loader.exec_module
+                    spec.loader.exec_module = lambda module: (run(module), _hold(module))
+                return spec
+
+        sys.meta_path.insert(0, _Finder)
+""")
+
+
+def kill_all(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the job's process through /proc")
 def test_a_train_det_job_killed_mid_run_leaves_no_output_and_its_rerun_resumes(tmp_path):
-    def longer(cfg):  # long enough to be killed between checkpoints
-        cfg["train"].update(epochs=5, checkpoint_minutes=0)
+    epochs, steps_per_epoch = 5, 64 // 16  # tiny: 64 training examples in batches of 16
+    steps = epochs * steps_per_epoch
+    hold = steps // 2  # a checkpoint step (evaluations at every other step), half way
+
+    def longer(cfg):
+        cfg["train"].update(epochs=epochs, checkpoint_minutes=0)
 
     config = tiny_with(tmp_path, "long.yaml", longer)
     out = tmp_path / "results" / "dets" / "lora" / "sst2" / "seed0"
     target = "results/dets/lora/sst2/seed0/metrics.parquet"
+    hook, mark = tmp_path / "hook", tmp_path / "held"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_HOOK)
+    env = {**os.environ, "HOLD_MARK": str(mark), "HOLD_STEP": str(hold),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
            "--configfile", str(config), "--cores", "1", target]
-    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        deadline = time.monotonic() + 300
-        while not (out / CHECKPOINT).exists():
-            assert run.poll() is None and time.monotonic() < deadline, "the job ended before its first checkpoint"
-            time.sleep(0.05)
-        jobs = job_processes(tmp_path, "train_det.py")
-        assert jobs, "no train_det job process found"
-        for pid in jobs:
-            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 600
+        while not mark.exists():
+            assert run.poll() is None, f"the run ended (exit {run.returncode}) before the checkpoint of step {hold}"
+            assert time.monotonic() < deadline, f"no checkpoint of step {hold} within 600 s"
+            time.sleep(0.1)
+        pid, step = map(int, mark.read_text().split())
+        assert step == hold and pid in job_processes(tmp_path, "train_det.py")
+        # the job is held after its checkpoint: the kill lands before it could write its outputs
+        assert (out / CHECKPOINT).exists()
+        assert not (out / "delta.safetensors").exists() and not (out / "metrics.parquet").exists()
+        os.kill(pid, signal.SIGKILL)
         assert run.wait(timeout=120) != 0
     finally:
+        kill_all(job_processes(tmp_path, "train_det.py"))
         run.kill()
+        run.wait(timeout=60)
     assert not (out / "delta.safetensors").exists() and not (out / "metrics.parquet").exists()
+    assert load_tensors(out / CHECKPOINT)[1]["step"] == hold
 
     rerun = snakemake(tmp_path, config, target)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     log = (tmp_path / "results" / "logs" / "train_det" / "lora" / "sst2" / "seed0.log").read_text()
-    assert "resumed from the checkpoint at step" in log
+    assert f"resumed from the checkpoint at step {hold} of {steps}" in log
     load_tensors(out / "delta.safetensors")
-    assert load_table(out / "metrics.parquet").query("split == 'train' and metric == 'examples'").value.item() == 5 * 64
+    examples = load_table(out / "metrics.parquet").query("split == 'train' and metric == 'examples'").value.item()
+    assert examples == epochs * 64
     assert sorted(p.name for p in out.iterdir()) == ["delta.safetensors", "metrics.parquet"]  # no checkpoint, no temp
 
 
@@ -167,13 +232,14 @@ def small_disk(request, tmp_path):
         return
     if os.geteuid() != 0:
         pytest.skip("mounting a filesystem needs root")
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True, check=False)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True,
+                           check=False, timeout=60)
     if mount.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
     try:
         yield folder, "tmpfs"
     finally:
-        subprocess.run(["umount", str(folder)], check=False)
+        subprocess.run(["umount", str(folder)], check=False, timeout=60)
 
 
 def test_a_full_disk_keeps_the_previous_artifacts(small_disk):
@@ -181,7 +247,7 @@ def test_a_full_disk_keeps_the_previous_artifacts(small_disk):
     save_tensors(folder / "delta.safetensors", {"x": torch.arange(4.0)}, {"run": "previous"})
     save_table(folder / "metrics.parquet", pd.DataFrame({"v": [1.0, 2.0]}))
     result = subprocess.run([sys.executable, "-c", FULL_DISK, str(folder), how], capture_output=True, text=True,
-                            check=False, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
+                            check=False, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "workflow")})
     assert result.returncode == 0, result.stderr[-3000:]
     messages = result.stdout.strip().splitlines()
     assert len(messages) == 2, result.stdout

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,41 @@ from conftest import ROOT, TINY, snakemake, tiny_with
 DETS = tuple(yaml.safe_load(TINY.read_text())["dets"])
 
 
+# Snakemake's own words (9.27) for a dry run with nothing to run; the no-op tests read them rather than infer
+# "nothing" from a parse that found no jobs.
+NOTHING_TO_BE_DONE = "Nothing to be done (all requested files are present and up to date)."
+
+
+def dry_run_jobs(result: subprocess.CompletedProcess) -> list[tuple[str, str | None]]:
+    """The jobs a dry run lists, as (rule, first output or None), checked against Snakemake's Job stats table:
+    a listing this parser stops reading fails here, rather than reading as a run with nothing to do."""
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-3000:]
+    jobs = []
+    for rule, body in re.findall(r"^(?:local)?rule (\S+):\n((?:[ \t]+\S.*(?:\n|$))*)", text, re.MULTILINE):
+        output = re.search(r"^\s+output: ([^,\s]+)", body, re.MULTILINE)
+        jobs.append((rule, output[1] if output else None))
+    table = re.search(r"^Job stats:\njob +count\n-+ +-+\n((?:\S+ +\d+\n)*)total +(\d+)$", text, re.MULTILINE)
+    if NOTHING_TO_BE_DONE in text:
+        assert not jobs and table is None, text[-3000:]
+        return []
+    assert table, f"neither {NOTHING_TO_BE_DONE!r} nor a Job stats table in the dry run: {text[-3000:]}"
+    stated = {rule: int(n) for rule, n in re.findall(r"^(\S+) +(\d+)$", table[1], re.MULTILINE)}
+    assert sum(stated.values()) == int(table[2]) > 0, table[0]
+    assert Counter(rule for rule, _ in jobs) == stated, f"jobs read {jobs} against Snakemake's {table[0]}"
+    assert all(out for rule, out in jobs if rule != "all"), jobs  # only the target rule `all` has no output
+    return jobs
+
+
 def scheduled(result: subprocess.CompletedProcess) -> set[str]:
     """Outputs of the jobs a dry run would run (one per job: its first output)."""
+    return {out for _, out in dry_run_jobs(result) if out is not None}
+
+
+def assert_nothing_to_be_done(result: subprocess.CompletedProcess) -> None:
     text = result.stdout + result.stderr
-    return set(re.findall(r"^\s*output: ([^,\s]+)", text, re.MULTILINE))
+    assert result.returncode == 0 and NOTHING_TO_BE_DONE in text, text[-3000:]
+    assert dry_run_jobs(result) == []
 
 
 def test_end_to_end_outputs(tiny_run, tiny_config):
@@ -157,9 +189,7 @@ def test_snakemake_report_gathers_the_plots(tiny_run):
 
 
 def test_nothing_to_do_after_a_run(tiny_run):
-    result = snakemake(tiny_run, TINY, "--dry-run")
-    assert result.returncode == 0, result.stderr
-    assert scheduled(result) == set()
+    assert_nothing_to_be_done(snakemake(tiny_run, TINY, "--dry-run"))
 
 
 SUBSPACE_JOBS = {  # tiny: one subspace (svd, d=2), optimised on sst2 and mr, landscape on the held-out mr
@@ -277,8 +307,7 @@ def test_comments_and_docstrings_rerun_nothing(tiny_run, tmp_path):
     path.write_text("# a new comment\n" + text.replace("\n\n\n", "\n\n\n# and another\n\n", 1))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(tiny_run),
            "--configfile", str(TINY), "--cores", "2", "--dry-run"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    assert result.returncode == 0 and scheduled(result) == set(), result.stdout[-3000:]
+    assert_nothing_to_be_done(subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False))
 
 
 @pytest.mark.parametrize(
@@ -293,8 +322,7 @@ def test_library_change_reruns_the_stages_that_use_it(tiny_run, tmp_path, module
     repo = library_copy(tmp_path)
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(tiny_run),
            "--configfile", str(TINY), "--cores", "2", "--dry-run"]
-    same = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-    assert same.returncode == 0 and scheduled(same) == set(), same.stdout[-3000:]
+    assert_nothing_to_be_done(subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False))
     path = repo / "workflow" / "deltaspace" / module
     path.write_text(path.read_text() + "\n_A_CHANGE = 1\n")
     changed = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
