@@ -1,6 +1,6 @@
 """Reliability: a killed job, a full disk or a diverging run loses nothing finished and leaves nothing that
 looks done; the same config and seed give the same bytes; artifacts say what made them; nothing unsafe is
-loaded. The bad-input table of the README is tested here and in test_config.py / test_tasks.py."""
+loaded. The bad-input table of docs/errors.md is tested here and in test_config.py / test_tasks.py."""
 from __future__ import annotations
 
 import ast
