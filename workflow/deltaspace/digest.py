@@ -54,24 +54,20 @@ def _imports_in(source: str, file: Path, root: Path) -> frozenset[Path]:
     for node in ast.walk(ast.parse(source, filename=str(file))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                base, module = package[: len(package) + 1 - node.level], node.module
             elif node.module and node.module.split(".")[0] == root.name:
-                base = ()
-                node = ast.ImportFrom(module=".".join(node.module.split(".")[1:]) or None, names=node.names, level=0)
+                base, module = (), node.module.partition(".")[2] or None
             else:
                 continue
-            module = (*base, *node.module.split(".")) if node.module else base
-            if node.module:
-                targets.append(module)
-            targets += [(*module, alias.name) for alias in node.names]  # `from . import dets`: a module
+            where = (*base, *module.split(".")) if module else base
+            if module:
+                targets.append(where)
+            targets += [(*where, alias.name) for alias in node.names]  # `from . import dets`: a module
         elif isinstance(node, ast.Import):
             targets += [tuple(a.name.split(".")[1:]) for a in node.names if a.name.split(".")[0] == root.name]
-    found: set[Path] = set()
+    found = set()
     for parts in targets:
-        for depth in range(1, len(parts) + 1):  # a module's packages run their __init__ first
-            init = root.joinpath(*parts[:depth], "__init__.py")
-            if init.is_file():
-                found.add(init)
+        found |= _inits(root, parts[:-1])
         path = root.joinpath(*parts)
         if path.is_dir():
             found.update(path.rglob("*.py"))
@@ -80,14 +76,18 @@ def _imports_in(source: str, file: Path, root: Path) -> frozenset[Path]:
     return frozenset(found)
 
 
+def _inits(root: Path, folders: tuple[str, ...]) -> set[Path]:
+    """The __init__.py files that run before a module in `folders` (root's own, then each package's)."""
+    candidates = [root.joinpath(*folders[:depth], "__init__.py") for depth in range(len(folders) + 1)]
+    return {init for init in candidates if init.is_file()}
+
+
 def modules_of(root: Path, module: str) -> list[str]:
     """Every library file (relative to `root`, the deltaspace folder) that the module `module` (e.g.
     "stages/train_det.py") runs: itself, its packages' __init__ files and whatever they import, transitively."""
     root = Path(root)
     start = root / module
-    seen = {start} | {root.joinpath(*start.relative_to(root).parts[:d], "__init__.py")
-                      for d in range(len(start.relative_to(root).parts))}
-    seen = {p for p in seen if p.is_file()}
+    seen = {start} | _inits(root, start.parent.relative_to(root).parts)
     todo = list(seen)
     while todo:
         for found in _imports(todo.pop(), root) - seen:

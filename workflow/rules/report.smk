@@ -12,8 +12,8 @@ rule report:
         reconstruction=expand("results/subspace/{space}/reconstruction.parquet", space=SPACES),
     output:
         tables=REPORT["tables"],
-        relative=report("results/report/relative.png", caption="../report/relative.rst", category="Subspace"),
-        dims=report("results/report/dims.png", caption="../report/dims.rst", category="Subspace"),
+        relative=report(REPORT["plots"][0], caption="../report/relative.rst", category="Subspace"),
+        dims=report(REPORT["plots"][1], caption="../report/dims.rst", category="Subspace"),
         markdown=REPORT["index"][0],
         html=report(REPORT["index"][1], caption="../report/tables.rst", category="Tables"),
     log:

@@ -153,11 +153,12 @@ def _render_path(parts: Iterable, cfg: Any) -> str:
     return out
 
 
-def read_text_values(cfg: dict) -> None:
+def read_text_values(cfg: dict) -> bool:
     """Read as YAML, in place, each text value where the schema wants a number, a boolean or null, when that
     reading fits: Snakemake hands the values of a nested `--config` mapping over as text, so
     `--config 'subspace={"optimize": {"epochs": 8}}'` arrives as epochs '8'. Text that does not read as the
-    wanted type stays text, and the schema reports it."""
+    wanted type stays text, and the schema reports it. Returns whether any value was read."""
+    read = False
     for _ in range(8):  # a fix can reveal an error further down (an if/then branch); a few passes settle it
         changed = False
         for error in _type_errors(_validator().iter_errors(cfg)):
@@ -169,9 +170,10 @@ def read_text_values(cfg: dict) -> None:
                 for part in parents:
                     node = node[part]
                 node[last] = value
-                changed = True
+                changed = read = True
         if not changed:
-            return
+            break
+    return read
 
 
 def _type_errors(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:

@@ -58,8 +58,10 @@ def validate_config(cfg: dict, base_dir) -> dict:
     filled = copy.deepcopy(cfg)
     errors, bad_dets = _resolve_det_methods(filled.get("dets"))
     fill_defaults(filled, load_schema())
-    read_text_values(filled)
-    errors += [e for e in schema_errors(filled) if not _under_bad_det(e[0], bad_dets)]
+    found = schema_errors(filled)
+    if found and read_text_values(filled):  # only a config with errors pays for the second look
+        found = schema_errors(filled)
+    errors += [e for e in found if not _under_bad_det(e[0], bad_dets)]
     errors += _duplicate_task_names(filled.get("tasks"))
     errors += _fraction_sum(filled.get("data"))
     errors += _missing_packages(filled.get("backbone"))
