@@ -1,28 +1,46 @@
-"""How the workflow names a subspace: `{method}-d{dim}`, the folder results/subspace/{name}/ and the
-`space` column of every table. One type formats and parses it, so the two can never disagree."""
+"""How the workflow names a subspace: `{method}-d{dim}`, or `{method}-mean-d{dim}` for one whose z = 0 is the
+mean source solution (offset "mean"; the paper's offset "init" goes unmarked): the folder
+results/subspace/{name}/ and the `space` column of every table. One type formats and parses it, so the two can
+never disagree."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
 FORMAT = "{method}-d{dim}"
-PATTERN = r"[a-z]+-d\d+"  # the Snakemake wildcard constraint of {space}
+PATTERN = r"[a-z]+(-mean)?-d\d+"  # the Snakemake wildcard constraint of {space}
+CONTROL = "random"  # the method name of the random-subspace control of a found subspace
 
 
 @dataclass(frozen=True, order=True)
 class SpaceName:
     method: str
     dim: int
+    offset: str = "init"
 
     def __str__(self) -> str:
-        return FORMAT.format(method=self.method, dim=self.dim)
+        method = self.method if self.offset == "init" else f"{self.method}-{self.offset}"
+        return FORMAT.format(method=method, dim=self.dim)
 
     @classmethod
     def parse(cls, text: str) -> SpaceName:
         if not re.fullmatch(PATTERN, text):
-            raise ValueError(f"{text!r} is not a subspace name (method-d<dim>, e.g. svd-d4)")
+            raise ValueError(f"{text!r} is not a subspace name (method-d<dim> or method-mean-d<dim>, e.g. svd-d4)")
         method, dim = text.rsplit("-d", 1)
-        return cls(method, int(dim))
+        method, mean, _ = method.partition("-mean")
+        return cls(method, int(dim), "mean" if mean else "init")
+
+    @property
+    def is_control(self) -> bool:
+        return self.method == CONTROL
+
+    def control(self) -> SpaceName:
+        """The random-subspace control of this (found) subspace: same dimension and offset."""
+        return SpaceName(CONTROL, self.dim, self.offset)
+
+    @property
+    def offset_label(self) -> str:
+        return "z = 0 at the initial values" if self.offset == "init" else "z = 0 at the mean source solution"
 
 
 def with_dim_wildcard(method: str) -> str:

@@ -19,7 +19,7 @@ class SpaceFile:
 
     subspace: Subspace
     inits: dict[str, torch.Tensor]  # per DET: the initial values the decoded deltas are added to
-    meta: dict  # method, dim, dets, layouts, det_configs, backbone, rows, held_out, init_from, shared_init (true)
+    meta: dict  # method, dim, offset, dets, layouts, det_configs, backbone, rows, held_out, init_from, shared_init
     path: str = "the subspace"  # where it was read from, for messages
 
     def layout(self, det: str) -> Layout:
@@ -45,7 +45,7 @@ def save_space(path, space: SpaceFile) -> None:
     tensors = {"codes": s.codes, "singular_values": s.singular_values, "explained": s.explained}
     for det in s.dets:
         tensors |= {f"P/{det}": s.projections[det], f"b/{det}": s.offsets[det], f"init/{det}": space.inits[det]}
-    save_tensors(path, tensors, space.meta | {"scales": s.scales})
+    save_tensors(path, tensors, space.meta | {"scales": s.scales, "offset": s.offset})
 
 
 def load_space(path) -> SpaceFile:
@@ -63,5 +63,6 @@ def load_space(path) -> SpaceFile:
         singular_values=tensors["singular_values"],
         explained=tensors["explained"],
         scales=meta.get("scales", {}),
+        offset=meta.get("offset", "mean"),  # files written before offsets existed were all centred
     )
     return SpaceFile(subspace, {d: tensors[f"init/{d}"] for d in dets}, meta, str(path))

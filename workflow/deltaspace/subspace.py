@@ -1,17 +1,25 @@
 """One low-dimensional subspace shared by several DETs: the algebra (decompose, encode, decode).
 
 The closed-form method `svd` takes, per DET, a stack of solutions (rows x D_det, flat deltas: trained minus
-initial values) whose rows are the same (task, seed) runs in the same order. Each DET's stack is centred on
-its mean (the offset b) and scaled so that its centred stack has unit Frobenius norm; the scaled stacks are
-concatenated side by side and their truncated SVD is taken through the rows x rows Gram matrix, so the cost
-grows with rows^2 * D and never needs a D x D matrix. With U the top `dim` left singular vectors:
+initial values) whose rows are the same (task, seed) runs in the same order. Where a code starts (`offset`):
 
-    codes  Z   = sqrt(rows) * U                 (rows x dim; every coordinate has mean 0, variance 1)
-    per DET P  = C^T U / sqrt(rows)             (D x dim; C the DET's centred, unscaled stack)
+- `init` (the paper's): no offset, b = 0, so z = 0 decodes to the DET's initial values (zero-shot) and a
+  code has to travel to a solution; the stacks are decomposed as they are (uncentred).
+- `mean`: b = the DET's mean solution, so z = 0 is the mean of the sources; the stacks are centred first.
+
+Each DET's stack (centred or not) is scaled to unit Frobenius norm; the scaled stacks are concatenated side
+by side and their truncated SVD is taken through the rows x rows Gram matrix, so the cost grows with
+rows^2 * D and never needs a D x D matrix. With U the top `dim` left singular vectors:
+
+    codes  Z   = sqrt(rows) * U                 (rows x dim; every coordinate has mean square 1)
+    per DET P  = C^T U / sqrt(rows)             (D x dim; C the DET's stack minus b, unscaled)
     decode(z)  = b + P z                        (Z P^T = U U^T C: the rank-dim reconstruction)
 
 A code z therefore means the same point for every DET: decoding one z with different DETs' projections is
 cross-DET transfer.
+
+The control `random` (`random_like`) has the same dimension, offset and per-DET scale as a found subspace,
+but orthonormal Gaussian directions: what any subspace of that size offers.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import torch
 from .names import SpaceName
 
 METHODS = ("svd",)
+OFFSETS = ("init", "mean")  # where z = 0 decodes to: the initial values, or the mean source solution
 _CHUNK = 1 << 20  # columns per step when a stack is read in float64 (bounded memory for millions of entries)
 
 
@@ -42,7 +51,8 @@ class Subspace:
     codes: torch.Tensor  # rows x dim
     singular_values: torch.Tensor  # dim, of the scaled, concatenated, centred stacks
     explained: torch.Tensor  # dim, share of the total (scaled) variance per direction
-    scales: dict[str, float] = field(default_factory=dict)  # Frobenius norm of each DET's centred stack
+    scales: dict[str, float] = field(default_factory=dict)  # Frobenius norm of each DET's stack minus its offset
+    offset: str = "init"  # where z = 0 decodes to (OFFSETS)
 
     @property
     def dets(self) -> list[str]:
@@ -51,7 +61,7 @@ class Subspace:
     @property
     def name(self) -> str:
         """How the workflow names it: results/subspace/{name}/."""
-        return str(SpaceName(self.method, self.dim))
+        return str(SpaceName(self.method, self.dim, self.offset))
 
     def check(self, det: str) -> None:
         """Fail with the DETs it has when `det` is not one of them."""
@@ -76,26 +86,31 @@ class Subspace:
         return torch.linalg.solve(p.T @ p, rhs.unsqueeze(-1)).squeeze(-1).to(torch.float32)
 
 
-def _stack_stats(stack: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column mean (float64) and Gram matrix of the centred stack (float64), read in column chunks."""
+def _stack_stats(stack: torch.Tensor, centre: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The offset (column mean, or zeros) and the Gram matrix of the stack minus it (both float64), read in
+    column chunks."""
     rows, width = stack.shape
-    mean = torch.empty(width, dtype=torch.float64)
+    offset = torch.zeros(width, dtype=torch.float64)
     gram = torch.zeros(rows, rows, dtype=torch.float64)
     for start in range(0, width, _CHUNK):
         block = stack[:, start : start + _CHUNK].double()
-        mean[start : start + _CHUNK] = block.mean(0)
-        block = block - mean[start : start + _CHUNK]
+        if centre:
+            offset[start : start + _CHUNK] = block.mean(0)
+            block = block - offset[start : start + _CHUNK]
         gram += block @ block.T
-    return mean, gram
+    return offset, gram
 
 
-def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd") -> Subspace:
-    """Jointly decompose the DETs' solution stacks (each rows x D_det, rows aligned) into a dim-subspace."""
+def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd", offset: str = "init") -> Subspace:
+    """Jointly decompose the DETs' solution stacks (each rows x D_det, rows aligned) into a dim-subspace whose
+    z = 0 decodes to the initial values (offset "init") or to the mean solution ("mean")."""
     if method == "learned":
         raise SubspaceError("method 'learned' trains with the backbone and the tasks' data: call "
                             "deltaspace.learned.learn, or run the workflow's decompose_learned rule")
     if method not in METHODS:
         raise SubspaceError(f"unknown decomposition method {method!r} (known: {', '.join(METHODS)}, learned)")
+    if offset not in OFFSETS:
+        raise SubspaceError(f"unknown offset {offset!r} (known: {', '.join(OFFSETS)})")
     if not stacks:
         raise SubspaceError("no stacks to decompose")
     sizes = {det: tuple(s.shape) for det, s in stacks.items()}
@@ -106,14 +121,15 @@ def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd")
     if len(rows) != 1:
         raise SubspaceError(f"the stacks must have the same rows in the same order; row counts differ: {sizes}")
     (n,) = rows
-    if not 1 <= dim <= n - 1:
-        raise SubspaceError(
-            f"dim {dim}: {n} solutions per DET span at most {n - 1} directions around their mean; "
-            f"use 1 <= dim <= {n - 1} or add tasks or seeds"
-        )
+    centre = offset == "mean"
+    most = n - 1 if centre else n
+    if not 1 <= dim <= most:
+        around = " around their mean" if centre else ""
+        raise SubspaceError(f"dim {dim}: {n} solutions per DET span at most {most} directions{around}; "
+                            f"use 1 <= dim <= {most} or add tasks or seeds")
     means, grams, scales = {}, {}, {}
     for det, stack in stacks.items():
-        means[det], gram = _stack_stats(stack)
+        means[det], gram = _stack_stats(stack, centre)
         total = float(gram.trace())
         if not math.isfinite(total) or total <= 0.0:
             raise SubspaceError(f"{det}: its {n} solutions are all equal (or not finite): nothing to decompose")
@@ -123,7 +139,7 @@ def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd")
     values, vectors = values.flip(0).clamp(min=0.0), vectors.flip(1)
     if values[dim - 1] <= 1e-10 * values[0]:
         rank = int((values > 1e-10 * values[0]).sum())
-        raise SubspaceError(f"dim {dim}: the solutions span only {rank} directions around their mean")
+        raise SubspaceError(f"dim {dim}: the solutions span only {rank} directions" + (" around their mean" if centre else ""))
     u = vectors[:, :dim]
     u = u * torch.where(u[u.abs().argmax(0), torch.arange(dim)] < 0, -1.0, 1.0)  # deterministic signs
     projections = {}
@@ -142,4 +158,22 @@ def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd")
         singular_values=values[:dim].sqrt().float(),
         explained=(values[:dim] / values.sum()).float(),
         scales=scales,
+        offset=offset,
     )
+
+
+def random_like(found: Subspace, stacks: Mapping[str, torch.Tensor], seed: int) -> Subspace:
+    """The control of a found subspace: per DET `dim` orthonormal Gaussian directions (seeded), each scaled to
+    the norm of the found projection's column in its place, and the same offset. Its codes are the rows' least-
+    squares codes (stacks: the solutions the found one was built from), averaged over the DETs."""
+    generator = torch.Generator().manual_seed(seed)
+    projections = {}
+    for det, p in found.projections.items():
+        q, _ = torch.linalg.qr(torch.randn(p.shape[0], found.dim, generator=generator, dtype=torch.float64))
+        projections[det] = (q * p.double().norm(dim=0)).float()
+    nan = torch.full((found.dim,), float("nan"))
+    control = Subspace(method="random", dim=found.dim, projections=projections,
+                       offsets={det: b.clone() for det, b in found.offsets.items()}, codes=found.codes,
+                       singular_values=nan, explained=nan.clone(), scales=dict(found.scales), offset=found.offset)
+    control.codes = torch.stack([control.encode(det, stacks[det]) for det in found.dets]).mean(0)
+    return control
