@@ -26,6 +26,7 @@ if CFG["workdir"]:
 include: "workflow/rules/train_det.smk"
 include: "workflow/rules/stack_deltas.smk"
 include: "workflow/rules/decompose.smk"
+include: "workflow/rules/merge.smk"
 include: "workflow/rules/optimize_subspace.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/landscape.smk"

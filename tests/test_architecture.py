@@ -37,7 +37,11 @@ def test_the_schema_enum_of_det_methods_is_the_registry():
 def test_a_space_name_formats_and_parses_back():
     name = SpaceName("learned", 12)
     assert str(name) == "learned-d12" and SpaceName.parse(str(name)) == name
-    for bad in ("svd", "svd-dx", "SVD-d2", "svd-d2-d3"):
+    centred = SpaceName("svd", 4, "mean")
+    assert str(centred) == "svd-mean-d4" and SpaceName.parse("svd-mean-d4") == centred
+    assert centred.control() == SpaceName("random", 4, "mean") and str(name.control()) == "random-d12"
+    assert SpaceName.parse("random-d3").is_control and not centred.is_control
+    for bad in ("svd", "svd-dx", "SVD-d2", "svd-d2-d3", "svd-middle-d2", "svd-mean"):
         with pytest.raises(ValueError, match="not a subspace name"):
             SpaceName.parse(bad)
 
@@ -57,7 +61,7 @@ def test_the_fraction_check_of_config_and_tasks_says_the_same():
 def test_every_model_rule_takes_the_device_as_one_param_of_its_own():
     text = "\n".join(p.read_text() for p in RULES.glob("*.smk"))
     assert '"device"' not in text  # never folded into another dict
-    for rule in ("train_det", "decompose_learned", "optimize_subspace", "transfer", "landscape"):
+    for rule in ("train_det", "decompose_learned", "merge", "optimize_subspace", "transfer", "landscape"):
         body = re.search(rf"rule {rule}:(.*?)(?=\nrule |\Z)", text, re.S).group(1)
         assert "device=DEVICE" in body, rule
 
@@ -112,9 +116,9 @@ def test_the_library_has_no_import_cycle():
 
 
 # The library from the bottom up, as docs/architecture.md lists it: a module imports only those before it.
-LAYERS = ["io.py", "delta.py", "names.py", "paper.py", "digest.py", "gpus.py", "tasks.py", "models.py", "dets",
-          "heads.py", "train.py", "subspace.py", "decoded.py", "spacefile.py", "learned.py", "landscape.py",
-          "tables.py", "plots.py", "logs.py", "config", "stages"]
+LAYERS = ["io.py", "delta.py", "names.py", "paper.py", "stats.py", "digest.py", "gpus.py", "tasks.py", "models.py",
+          "dets", "heads.py", "train.py", "subspace.py", "decoded.py", "spacefile.py", "learned.py", "landscape.py",
+          "tables.py", "gaps.py", "plots.py", "logs.py", "config", "stages"]
 
 
 def test_no_module_imports_one_above_it():
@@ -185,20 +189,20 @@ def test_a_subspace_over_runs_from_other_inits_is_refused_before_any_job():
 
 def test_numbers_given_on_the_command_line_are_numbers():
     cfg = load_config(ROOT / "configs" / "tiny.yaml")
-    # what Snakemake hands over for --config 'subspace={"optimize": {"epochs": 8}}' and --config train=...
-    cfg["subspace"]["optimize"] = {"epochs": "8", "lr": "0.05"}
+    # what Snakemake hands over for --config 'subspace={"optimize": {"steps": 8}}' and --config train=...
+    cfg["subspace"]["optimize"] = {"steps": "8", "lr": "0.05"}
     cfg["train"] |= {"init_seed": "null", "device": "cpu"}
     valid = validate_config(cfg, ROOT)
-    assert valid["subspace"]["optimize"]["epochs"] == 8 and valid["subspace"]["optimize"]["lr"] == 0.05
+    assert valid["subspace"]["optimize"]["steps"] == 8 and valid["subspace"]["optimize"]["lr"] == 0.05
     assert valid["train"]["init_seed"] is None
-    cfg["subspace"]["optimize"]["epochs"] = "eight"
-    with pytest.raises(ConfigError, match=r"subspace\.optimize\.epochs: 'eight' is not of type 'integer'"):
+    cfg["subspace"]["optimize"]["steps"] = "eight"
+    with pytest.raises(ConfigError, match=r"subspace\.optimize\.steps: 'eight' is not of type 'integer'"):
         validate_config(cfg, ROOT)
 
 
 def test_a_nested_number_can_be_changed_from_the_command_line(tmp_path):
     config = tiny_with(tmp_path, "tiny.yaml", lambda cfg: None)
-    result = snakemake(tmp_path, config, "-n", "--config", 'subspace={"optimize": {"epochs": 8}}')
+    result = snakemake(tmp_path, config, "-n", "--config", 'subspace={"optimize": {"steps": 8}}')
     assert result.returncode == 0, result.stderr[-2000:]
     assert "optimize_subspace" in result.stdout
 

@@ -23,7 +23,8 @@ from deltaspace.tables import (
     within_spread,
 )
 
-DETS, TASKS, SEEDS, SPACES = ("adapter", "lora", "prefix"), ("mr", "sst2"), (0, 1), ("svd-d1", "svd-d3")
+DETS, TASKS, SEEDS = ("adapter", "lora", "prefix"), ("mr", "sst2"), (0, 1)
+SPACES = ("svd-d1", "svd-d3", "random-d1", "random-d3")
 
 
 def stage_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -70,8 +71,8 @@ def test_every_subspace_table_number_is_its_stage_rows_value():
 
 
 def test_every_transfer_table_number_is_its_stage_rows_value():
-    original, _, transfer = stage_tables(1)
-    table = transfer_table(original, transfer)
+    original, optimized, transfer = stage_tables(1)
+    table = transfer_table(original, transfer, subspace_table(original, optimized, held_out=["mr"]))
     assert len(table) == len(SPACES) * len(TASKS) * len(SEEDS) * len(DETS) ** 2
     assert not table.isna().any().any()
     for r in table.itertuples():
@@ -80,6 +81,9 @@ def test_every_transfer_table_number_is_its_stage_rows_value():
         assert r.majority == value(transfer, "majority_accuracy", **pair)
         assert r.target_original == value(original, "accuracy", det=r.target, task=r.task, seed=r.seed)
         assert r.relative == r.accuracy / value(original, "accuracy", det=r.target, task=r.task, seed=r.seed)
+        assert r.target_zero_shot == value(original, "accuracy_at_init", det=r.target, task=r.task, seed=r.seed)
+        control = r.space.replace("svd", "random")  # beside each pair: the target's own code in the control
+        assert r.target_random == value(optimized, "accuracy", space=control, det=r.target, task=r.task, seed=r.seed)
 
 
 def test_a_missing_original_run_is_a_gap_the_tables_show():
@@ -98,14 +102,20 @@ def test_landscape_table_counts_the_grid_where_every_det_holds_up():
                          for det, value in zip(("lora", "prefix"), values)])
     solutions = pd.DataFrame([{"space": "svd-d2", "task": "mr", "seed": 0, "det": d, "a": 0.0, "b": 0.0}
                               for d in ("lora", "prefix")])
-    original = pd.DataFrame([{"det": d, "task": "mr", "seed": 0, "split": "test", "metric": "accuracy", "value": v}
-                             for d, v in (("lora", 1.0), ("prefix", 0.8))])
+    original = pd.DataFrame([{"det": d, "task": "mr", "seed": 0, "split": "test", "metric": m, "value": v}
+                             for d, values in (("lora", (1.0, 0.5)), ("prefix", (0.8, 0.6)))
+                             for m, v in zip(("accuracy", "accuracy_at_init"), values)])
     row = landscape_table(grid, solutions, original, threshold=0.9).iloc[0]
-    # best: lora 0.9, prefix 0.8 -> thresholds 0.81 / 0.72: (0,0) and (1,1) hold for both
-    assert row.share_of_best == 0.5 and row.points == 4
+    # gap closed: lora 0.5 + 0.9 x 0.5 = 0.95, prefix 0.6 + 0.9 x 0.2 = 0.78: no point holds for lora
+    assert row.share_of_gap == 0.0 and row.points == 4
+    row = landscape_table(grid, solutions, original, threshold=0.7).iloc[0]
+    # 0.85 and 0.74: (0, 0) and (1, 1) hold for both; (1, 0) fails prefix, (0, 1) fails lora
+    assert row.share_of_gap == 0.5
+    row = landscape_table(grid, solutions, original, threshold=0.9).iloc[0]
     # original: lora 1.0, prefix 0.8 -> thresholds 0.9 / 0.72: only (0,0)
     assert row.share_of_original == 0.25
     assert (row.best_lora, row.best_prefix, row.plane) == (0.9, 0.8, "lora prefix")
+    assert (row.zero_shot_lora, row.original_prefix) == (0.5, 0.8)
 
 
 def test_seed_spread_averages_within_each_seed_first():
@@ -131,7 +141,10 @@ def sub_frame():
         for det, base in [("lora", 0.80), ("adapter", 0.90)]:
             for seed, noise in [(0, -0.01), (1, 0.01)]:
                 rows.append({"space": space, "det": det, "task": "mr", "seed": seed, "seen": False,
-                             "relative": base + shift + noise, "subspace": 0.7, "original": 0.8})
+                             "relative": base + shift + noise, "subspace": 0.7, "original": 0.8, "zero_shot": 0.4})
+    for det in ("lora", "adapter"):  # the control of both: relative 0.75 / 0.8
+        rows += [{"space": "random-d4", "det": det, "task": "mr", "seed": seed, "seen": False, "relative": 0.9375,
+                  "subspace": 0.75, "original": 0.8, "zero_shot": 0.4} for seed in (0, 1)]
     return pd.DataFrame(rows)
 
 
@@ -142,17 +155,18 @@ def trans_frame():
             for target in ("lora", "adapter"):
                 for seed in (0, 1):
                     rows.append({"space": space, "task": "mr", "seed": seed, "source": source, "target": target,
-                                 "relative": 0.7 + 0.1 * (source == "lora") + 0.01 * seed, "accuracy": 0.6})
+                                 "relative": 0.7 + 0.1 * (source == "lora") + 0.01 * seed, "accuracy": 0.6,
+                                 "target_original": 0.8, "target_zero_shot": 0.4, "target_random": 0.6})
     return pd.DataFrame(rows)
 
 
 def test_methods_are_compared_at_the_same_dim_with_their_spread():
     table = methods_table(sub_frame(), trans_frame())
-    opt = table[table.what == "optimisation"].set_index("det")
-    assert set(opt.space) == {"learned-d4"} and set(opt.reference) == {"svd-d4"}
+    assert set(table.space) == {"learned-d4", "random-d4"} and set(table.reference) == {"svd-d4"}
+    opt = table[(table.what == "optimisation") & (table.space == "learned-d4")].set_index("det")
     assert opt.loc["lora", "difference"] == pytest.approx(0.05)
     assert opt.loc["lora", "spread"] == "outside"  # 5 points apart, seeds spread by 1.4
-    transfer = table[table.what == "transfer"]
+    transfer = table[(table.what == "transfer") & (table.space == "learned-d4")]
     assert len(transfer) == 1 and transfer.difference.iloc[0] == pytest.approx(0.0)
     assert transfer.spread.iloc[0] == "within"
     text = methods_markdown(table)
@@ -172,6 +186,10 @@ def test_paper_numbers_sit_beside_ours_by_det_method():
     assert pair.paper == SINGLE_TASK_TRANSFER[("lora", "adapter")] and pair.seeds == 2
     text = paper_markdown(table, "single_task")
     assert "mr (SST-2 -> Rotten Tomatoes)" in text and "/ 100.1 (outside)" in text and "Table 2" in text
+    # the baselines beside ours: the control's relative performance (0.75 / 0.8) and zero-shot's (0.4 / 0.8)
+    assert (row.random, row.zero_shot) == (pytest.approx(93.75), pytest.approx(50.0))
+    assert (pair.random, pair.zero_shot) == (pytest.approx(75.0), pytest.approx(50.0))
+    assert "random 93.8, zero-shot 50.0" in text and "random-d4" not in set(table.space)
 
 
 def test_original_table_has_mean_std_and_seed_count():

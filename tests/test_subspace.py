@@ -39,9 +39,11 @@ def principal_cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.svdvals(qa.T @ qb)
 
 
+# The tests below up to test_bad_stacks_are_named decompose as `offset: mean` (centred): the planted stacks
+# have a mean; the paper's `offset: init` has tests of its own after them.
 def test_svd_recovers_a_planted_subspace_and_its_codes():
     stacks, codes, bases = planted()
-    space = decompose(stacks, 3)
+    space = decompose(stacks, 3, offset="mean")
     assert space.dets == list(SIZES) and space.codes.shape == (12, 3)
     for det, basis in bases.items():
         assert space.projections[det].shape == (SIZES[det], 3) and space.offsets[det].shape == (SIZES[det],)
@@ -60,7 +62,7 @@ def test_svd_recovers_a_planted_subspace_and_its_codes():
 
 def test_decoding_codes_rebuilds_the_solutions():
     stacks, _, _ = planted(noise=1e-4)
-    space = decompose(stacks, 3)
+    space = decompose(stacks, 3, offset="mean")
     for det, stack in stacks.items():
         rebuilt = space.decode(det, space.codes)
         assert (rebuilt - stack).norm() / stack.norm() < 1e-3
@@ -73,16 +75,16 @@ def test_decoding_codes_rebuilds_the_solutions():
 def test_every_det_weighs_the_same_whatever_its_scale():
     stacks, _, _ = planted(noise=0.05)
     scaled, _, _ = planted(noise=0.05, scales={"lora": 1000.0, "prefix": 1e-3})
-    a, b = decompose(stacks, 2), decompose(scaled, 2)
+    a, b = decompose(stacks, 2, offset="mean"), decompose(scaled, 2, offset="mean")
     assert torch.allclose(a.codes, b.codes, atol=1e-3)
     assert torch.allclose(b.projections["lora"], 1000.0 * a.projections["lora"], rtol=1e-3, atol=1e-3)
 
 
 def test_chunked_reading_gives_the_same_subspace(monkeypatch):
     stacks, _, _ = planted(noise=0.1)
-    whole = decompose(stacks, 2)
+    whole = decompose(stacks, 2, offset="mean")
     monkeypatch.setattr(subspace_module, "_CHUNK", 7)
-    chunked = decompose(stacks, 2)
+    chunked = decompose(stacks, 2, offset="mean")
     assert torch.allclose(whole.codes, chunked.codes, atol=1e-5)
     for det in stacks:
         assert torch.allclose(whole.projections[det], chunked.projections[det], atol=1e-5)
@@ -94,7 +96,7 @@ def test_truncation_keeps_the_strongest_directions():
     g = torch.Generator().manual_seed(1)
     strong = torch.randn(12, 1, generator=g, dtype=torch.float64) * 100
     stacks = {det: (s.double() + strong @ bases[det][:, :1].T).float() for det, s in stacks.items()}
-    space = decompose(stacks, 1)
+    space = decompose(stacks, 1, offset="mean")
     for det, basis in bases.items():
         assert principal_cosines(space.projections[det], basis[:, :1]).min() > 0.999
 
@@ -112,7 +114,64 @@ def test_truncation_keeps_the_strongest_directions():
 )
 def test_bad_stacks_are_named(stacks, dim, message):
     with pytest.raises(SubspaceError, match=message):
-        decompose(stacks, dim)
+        decompose(stacks, dim, offset="mean")
+
+
+def planted_through_init(rows=6, dim=3, seed=0):
+    """Stacks A W^T (no mean: every solution a combination of dim directions from the initial values)."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randn(rows, dim, generator=g, dtype=torch.float64) + 2.0  # far from 0, like trained solutions
+    bases = {det: torch.randn(size, dim, generator=g, dtype=torch.float64) for det, size in SIZES.items()}
+    return {det: (codes @ b.T).float() for det, b in bases.items()}, bases
+
+
+def test_offset_init_decodes_zero_to_the_initial_values_and_spans_every_solution():
+    stacks, bases = planted_through_init()
+    space = decompose(stacks, 3)  # the default offset: init
+    assert space.offset == "init" and space.name == "svd-d3"
+    for det, stack in stacks.items():
+        assert torch.equal(space.offsets[det], torch.zeros(SIZES[det]))
+        assert torch.equal(space.decode(det, torch.zeros(3)), torch.zeros(SIZES[det]))  # z = 0: no delta at all
+        assert principal_cosines(space.projections[det], bases[det]).min() > 0.9999, det
+        assert (space.decode(det, space.codes) - stack).norm() / stack.norm() < 1e-4
+    # uncentred: the solutions' own mean direction is in the subspace, so the codes do not average to zero
+    assert space.codes.mean(0).abs().max() > 0.5
+    assert torch.allclose(space.codes.T @ space.codes / 6, torch.eye(3), atol=1e-4)
+
+
+def test_offset_init_allows_as_many_directions_as_solutions_and_mean_one_fewer():
+    stacks = {"a": torch.randn(4, 9, generator=torch.Generator().manual_seed(0))}
+    assert decompose(stacks, 4).dim == 4
+    with pytest.raises(SubspaceError, match="span at most 3 directions around their mean"):
+        decompose(stacks, 4, offset="mean")
+    with pytest.raises(SubspaceError, match="span at most 4 directions; use 1 <= dim <= 4"):
+        decompose(stacks, 5)
+    with pytest.raises(SubspaceError, match="unknown offset 'middle'"):
+        decompose(stacks, 2, offset="middle")
+
+
+@pytest.mark.parametrize("offset", ["init", "mean"])
+def test_the_random_control_has_the_found_ones_size_scale_and_offset_but_other_directions(offset):
+    from deltaspace.subspace import random_like
+
+    stacks, bases = planted_through_init(rows=8)
+    found = decompose(stacks, 3, offset=offset)
+    control = random_like(found, stacks, seed=0)
+    assert control.name == ("random-d3" if offset == "init" else "random-mean-d3")
+    for det in stacks:
+        p, q = found.projections[det], control.projections[det]
+        assert q.shape == p.shape and torch.equal(control.offsets[det], found.offsets[det])
+        assert torch.allclose(q.norm(dim=0), p.norm(dim=0), rtol=1e-5)  # column by column, the found one's scale
+        unit = q / q.norm(dim=0)
+        assert torch.allclose(unit.T @ unit, torch.eye(3), atol=1e-5)  # orthogonal directions
+        assert principal_cosines(q, bases[det]).max() < 0.5  # not the solutions' directions
+    # seeded: the same seed draws the same control, another seed another one
+    again, other = random_like(found, stacks, seed=0), random_like(found, stacks, seed=1)
+    assert all(torch.equal(again.projections[d], control.projections[d]) for d in stacks)
+    assert not torch.allclose(other.projections["lora"], control.projections["lora"])
+    # its codes are the solutions' least-squares codes there, averaged over the DETs
+    expected = torch.stack([control.encode(det, stacks[det]) for det in stacks]).mean(0)
+    assert torch.allclose(control.codes, expected)
 
 
 def test_unknown_method_and_bad_codes_are_named():

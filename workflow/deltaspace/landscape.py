@@ -43,8 +43,11 @@ def square_grid(coords: torch.Tensor, points: int, margin: float) -> tuple[list[
 
 
 def shares(frame: pd.DataFrame, threshold: float, reference: dict[str, float] | None = None,
-           metric: str = "accuracy") -> float:
-    """Share of grid points where every DET reaches `threshold` x its reference (default: its best on the grid)."""
+           metric: str = "accuracy", floor: dict[str, float] | None = None) -> float:
+    """Share of grid points where every DET reaches floor + threshold x (reference - floor): with a floor of
+    zero-shot and a reference of the original-space run, the points where every DET closes at least
+    `threshold` of its gap. Defaults: reference each DET's best on the grid, floor 0."""
     values = frame[frame.metric == metric].pivot_table(index=["a", "b"], columns="det", values="value")
     ref = values.max() if reference is None else pd.Series(reference)[values.columns]
-    return float((values >= threshold * ref).all(axis=1).mean())
+    low = 0.0 if floor is None else pd.Series(floor)[values.columns]
+    return float((values >= low + threshold * (ref - low)).all(axis=1).mean())

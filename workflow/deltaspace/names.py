@@ -42,7 +42,3 @@ class SpaceName:
     def offset_label(self) -> str:
         return "z = 0 at the initial values" if self.offset == "init" else "z = 0 at the mean source solution"
 
-
-def with_dim_wildcard(method: str) -> str:
-    """Every subspace name of a method, with Snakemake's {dim} wildcard in place of the dimension."""
-    return FORMAT.format(method=method, dim="{dim}")

@@ -26,28 +26,64 @@ def plot_relative(table: pd.DataFrame, path) -> None:
     save_figure(fig, path)
 
 
-def plot_dims(table: pd.DataFrame, path) -> None:
-    """Relative performance against the subspace dimension, one line per DET (and method)."""
+def plot_dims(gaps: pd.DataFrame, path) -> None:
+    """Unseen-task accuracy against the subspace dimension, one panel per DET: each found method (solid) and
+    the random control (dashed) with their 95% intervals, the original-space run, the merge and zero-shot as
+    horizontal lines (averaged over the unseen tasks)."""
     plt = pyplot()
-    names = table.space.map(SpaceName.parse)
-    frame = table.assign(method=names.map(lambda n: n.method), dim=names.map(lambda n: n.dim))
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for seen, style in [(False, "-"), (True, ":")]:
-        part = frame[frame.seen == seen]
-        for (method, det), g in part.groupby(["method", "det"], sort=True):
-            curve = g.groupby("dim").relative.mean() * 100
-            ax.plot(curve.index, curve.values, style, marker="o",
-                    label=f"{det} ({method}, {'seen' if seen else 'unseen'} tasks)")
-    ax.axhline(100, color="black", linewidth=0.8)
-    ax.set_xlabel("subspace dimension d")
-    ax.set_ylabel("relative performance, %")
-    ax.legend(fontsize=7)
+    unseen = gaps[~gaps.seen]
+    dets = sorted(unseen.det.unique())
+    fig, axes = plt.subplots(1, max(1, len(dets)), figsize=(4.2 * max(1, len(dets)), 3.6), squeeze=False, sharey=True)
+    for ax, det in zip(axes[0], dets):
+        rows = unseen[unseen.det == det]
+        spaces = rows[~rows.space.isin(["merge", "zero-shot"])]
+        names = spaces.space.map(SpaceName.parse)
+        frame = spaces.assign(method=names.map(lambda n: n.method + ("" if n.offset == "init" else "-mean")),
+                              dim=names.map(lambda n: n.dim))
+        for method, g in frame.groupby("method", sort=True):
+            curve = g.groupby("dim")[["accuracy", "accuracy_low", "accuracy_high"]].mean()
+            style = "--" if method.startswith("random") else "-"
+            ax.errorbar(curve.index, curve.accuracy, yerr=[curve.accuracy - curve.accuracy_low,
+                        curve.accuracy_high - curve.accuracy], fmt=style, marker="o", capsize=3, label=method)
+        for label, value, colour in [("original", rows.original.mean(), "black"),
+                                     ("merge", rows[rows.space == "merge"].accuracy.mean(), "tab:purple"),
+                                     ("zero-shot", rows.zero_shot.mean(), "grey")]:
+            ax.axhline(value, color=colour, linewidth=0.9, linestyle=":" if label == "zero-shot" else "-.",
+                       label=f"{label} {value:.3f}")
+        ax.set_title(det)
+        ax.set_xlabel("subspace dimension d")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("test accuracy, unseen tasks")
+    save_figure(fig, path)
+
+
+def plot_curves(history: pd.DataFrame, path) -> None:
+    """Validation accuracy against the step of every optimisation in a subspace: one panel per (space, task),
+    one line per DET and learning rate (the seeds of one averaged)."""
+    plt = pyplot()
+    panels = list(history.groupby(["space", "task"], sort=True))
+    cols = min(4, max(1, len(panels)))
+    rows = -(-max(1, len(panels)) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.2 * rows), squeeze=False, sharey=True)
+    for ax, ((space, task), frame) in zip(axes.flat, panels):
+        for (det, lr), g in frame.groupby(["det", "lr"], sort=True):
+            curve = g.groupby("step").validation_accuracy.mean()
+            ax.plot(curve.index, curve.values, marker=".", label=f"{det} lr {lr:g}")
+        ax.set_title(f"{space} / {task}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation accuracy")
     save_figure(fig, path)
 
 
 def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: str, threshold: float,
-                   metric: str = "accuracy") -> None:
-    """One heatmap per DET, the solutions marked, the region within `threshold` of the DET's best outlined."""
+                   references: dict[str, tuple[float, float]] | None = None, metric: str = "accuracy") -> None:
+    """One heatmap per DET, the solutions marked, the region outlined where the DET closes at least `threshold`
+    of its gap between zero-shot and its original-space accuracy (references: det -> (zero-shot, original));
+    a DET without references gets threshold x its best on the grid."""
     plt = pyplot()
     data = frame[frame.metric == metric]
     dets = list(dict.fromkeys(data.det))
@@ -56,17 +92,50 @@ def plot_landscape(frame: pd.DataFrame, solutions: pd.DataFrame, path, title: st
     for ax, det in zip(axes[0], dets):
         grid = data[data.det == det].pivot_table(index="b", columns="a", values="value")
         a, b = grid.columns.to_numpy(), grid.index.to_numpy()
-        image = ax.pcolormesh(a, b, grid.to_numpy(), shading="nearest", cmap="viridis", vmin=low, vmax=high)
-        if grid.to_numpy().max() > grid.to_numpy().min():
-            ax.contour(a, b, grid.to_numpy(), levels=[threshold * grid.to_numpy().max()], colors="white",
-                       linewidths=1.2)
+        values = grid.to_numpy()
+        image = ax.pcolormesh(a, b, values, shading="nearest", cmap="viridis", vmin=low, vmax=high)
+        zero, original = (references or {}).get(det, (0.0, float(values.max())))
+        level = zero + threshold * (original - zero)
+        if values.min() < level <= values.max():
+            ax.contour(a, b, values, levels=[level], colors="white", linewidths=1.2)
         for row in solutions.itertuples():
             ax.plot(row.a, row.b, marker="o", markersize=7, markerfacecolor="white", markeredgecolor="black")
             ax.annotate(row.det, (row.a, row.b), textcoords="offset points", xytext=(5, 5), fontsize=8, color="white")
-        ax.set_title(det)
+        said = f"zero-shot {zero:.2f}, original {original:.2f}" if references and det in references else "best"
+        ax.set_title(f"{det}\n{said}", fontsize=8)
         ax.set_xlabel("a")
         ax.set_aspect("equal", adjustable="box")
     axes[0][0].set_ylabel("b")
     fig.colorbar(image, ax=list(axes[0]), label=f"test {metric}")
     fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+
+
+def plot_learned(history: pd.DataFrame, path) -> None:
+    """Method `learned`'s training, one row of panels per subspace (the `space` column, where present): the task
+    loss, the reconstruction distance and how far U has moved from its start, each against the step, one line
+    per DET."""
+    plt = pyplot()
+    spaces = list(dict.fromkeys(history.space)) if "space" in history.columns else [None]
+    panels = [("task_loss", "task loss (cross-entropy)", "task loss of the decoded DETs"),
+              ("distance", "reconstruction distance", "reconstruction distance ||x - b - U I||"),
+              ("up_moved", "relative distance of U from its start", "how far U moves: ||U - U0|| / ||U0||")]
+    fig, axes = plt.subplots(len(spaces), len(panels), figsize=(4.6 * len(panels), 3.4 * len(spaces)), squeeze=False)
+    for row, space in zip(axes, spaces):
+        part = history if space is None else history[history.space == space]
+        for ax, (column, label, title) in zip(row, panels):
+            for det, g in part.groupby("det", sort=False):
+                g = g.sort_values("step")
+                ax.plot(g.step, g[column], marker="o", markersize=3, label=det)
+            if column == "distance" and len(part) and (part[column] > 0).all():
+                from matplotlib.ticker import FormatStrFormatter
+
+                ax.set_yscale("log")  # plain numbers at the ticks: the range is often less than a decade
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+                ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+            ax.set_title(title if space is None else f"{space}: {title}", fontsize=9)
+            ax.set_xlabel("step")
+            ax.set_ylabel(label)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
     save_figure(fig, path)

@@ -15,7 +15,8 @@ from .paper import SETTINGS
 METRIC = "accuracy"
 
 
-def _test(frame: pd.DataFrame, metric: str, keys: list[str], name: str) -> pd.DataFrame:
+def test_values(frame: pd.DataFrame, metric: str, keys: list[str], name: str) -> pd.DataFrame:
+    """The test-split values of one metric, keyed, the value column named `name`."""
     rows = frame[(frame.split == "test") & (frame.metric == metric)]
     return rows[keys + ["value"]].rename(columns={"value": name})
 
@@ -23,46 +24,82 @@ def _test(frame: pd.DataFrame, metric: str, keys: list[str], name: str) -> pd.Da
 def subspace_table(original: pd.DataFrame, optimized: pd.DataFrame, held_out: list[str]) -> pd.DataFrame:
     """One row per (space, det, task, seed): subspace and original-space accuracy, and the baselines."""
     run = ["det", "task", "seed"]
-    base = _test(original, METRIC, run, "original")
+    base = test_values(original, METRIC, run, "original")
     for metric, name in [("accuracy_at_init", "zero_shot"), ("majority_accuracy", "majority")]:
-        base = base.merge(_test(original, metric, run, name), on=run)
-    table = _test(optimized, METRIC, ["space", *run], "subspace")
-    table = table.merge(_test(optimized, "accuracy_at_init", ["space", *run], "start"), on=["space", *run])
+        base = base.merge(test_values(original, metric, run, name), on=run)
+    table = test_values(optimized, METRIC, ["space", *run], "subspace")
+    table = table.merge(test_values(optimized, "accuracy_at_init", ["space", *run], "start"), on=["space", *run])
     table = table.merge(base, on=run, how="left")
     table["relative"] = table.subspace / table.original
     table.insert(3, "seen", ~table.task.isin(held_out))
     return table.sort_values(["space", "seen", "task", "det", "seed"], ascending=[True, False, True, True, True])
 
 
-def transfer_table(original: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
-    """One row per (space, task, seed, source, target): accuracy of the source's code decoded as the target."""
+def transfer_table(original: pd.DataFrame, transfer: pd.DataFrame, sub: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (space, task, seed, source, target): accuracy of the source's code decoded as the target,
+    beside the target DET's original-space and zero-shot accuracy and (sub: subspace_table) its own result in
+    the random control of this space."""
     rows = transfer[transfer.metric == METRIC].rename(columns={"value": "accuracy"})
-    base = _test(original, METRIC, ["det", "task", "seed"], "target_original").rename(columns={"det": "target"})
-    majority = _test(transfer, "majority_accuracy", ["space", "task", "seed", "source", "target"], "majority")
+    run = ["det", "task", "seed"]
+    base = test_values(original, METRIC, run, "target_original").merge(
+        test_values(original, "accuracy_at_init", run, "target_zero_shot"), on=run).rename(columns={"det": "target"})
+    majority = test_values(transfer, "majority_accuracy", ["space", "task", "seed", "source", "target"], "majority")
     rows = rows.merge(base, on=["target", "task", "seed"], how="left").merge(
         majority, on=["space", "task", "seed", "source", "target"])
     rows["relative"] = rows.accuracy / rows.target_original
-    cols = ["space", "task", "seed", "source", "target", "accuracy", "target_original", "relative", "majority"]
+    rows["control"] = rows.space.map(lambda s: str(SpaceName.parse(s).control()))
+    own = (sub if sub is not None and len(sub) else pd.DataFrame(columns=["space", "det", "task", "seed", "subspace"]))
+    own = own.rename(columns={"space": "control", "det": "target", "subspace": "target_random"})
+    rows = rows.merge(own[["control", "target", "task", "seed", "target_random"]],
+                      on=["control", "target", "task", "seed"], how="left")
+    cols = ["space", "task", "seed", "source", "target", "accuracy", "target_original", "relative", "target_random",
+            "target_zero_shot", "majority"]
     return rows[cols].sort_values(["space", "task", "seed", "source", "target"])
 
 
 def landscape_table(landscape: pd.DataFrame, solutions: pd.DataFrame, original: pd.DataFrame,
                     threshold: float) -> pd.DataFrame:
-    """Per (space, task): share of the grid where every DET reaches threshold x its best on the grid, and
-    threshold x its original-space accuracy (same seed)."""
+    """Per (space, task): share of the grid where every DET closes at least `threshold` of its gap between
+    zero-shot and its original-space accuracy (same seed), and where every DET reaches threshold x its original
+    accuracy; each DET's best on the grid beside its original and zero-shot accuracy."""
     out = []
-    base = _test(original, METRIC, ["det", "task", "seed"], "original")
+    run = ["det", "task", "seed"]
+    base = test_values(original, METRIC, run, "original").merge(test_values(original, "accuracy_at_init", run, "zero_shot"), on=run)
     for (space, task, seed), grid in landscape.groupby(["space", "task", "seed"], sort=True):
-        ref = base[(base.task == task) & (base.seed == seed)].set_index("det").original.to_dict()
+        ref = base[(base.task == task) & (base.seed == seed)].set_index("det")
         acc = grid[grid.metric == METRIC]
         best = acc.groupby("det").value.max()
         plane = solutions[(solutions.space == space) & (solutions.task == task)].det.tolist()
+        orig, zero = ref.original[best.index].to_dict(), ref.zero_shot[best.index].to_dict()
         out.append({"space": space, "task": task, "seed": seed, "plane": " ".join(plane),
                     "points": int(acc[["a", "b"]].drop_duplicates().shape[0]),
-                    "share_of_best": shares(grid, threshold),
-                    "share_of_original": shares(grid, threshold, {d: ref[d] for d in best.index}),
-                    **{f"best_{det}": float(v) for det, v in best.items()}})
+                    "share_of_gap": shares(grid, threshold, orig, floor=zero),
+                    "share_of_original": shares(grid, threshold, orig),
+                    **{f"best_{det}": float(v) for det, v in best.items()},
+                    **{f"original_{det}": orig[det] for det in best.index},
+                    **{f"zero_shot_{det}": zero[det] for det in best.index}})
     return pd.DataFrame(out)
+
+
+def norms_table(optimized: pd.DataFrame, codes: pd.DataFrame) -> pd.DataFrame:
+    """Per optimised (space, det, task, seed): the norm of z at the start and at the end, the learning rate
+    kept, beside the norms of the source solutions' codes in that subspace (least, mean, largest)."""
+    keys = ["space", "det", "task", "seed"]
+    train = optimized[optimized.split == "train"]
+    wide = train[train.metric.isin(["z_norm_start", "z_norm_end", "lr", "steps", "best_step"])].pivot_table(
+        index=keys, columns="metric", values="value").reset_index()
+    z = [c for c in codes.columns if c.startswith("z") and c[1:].isdigit()]
+    norms = codes.assign(norm=(codes[z].fillna(0.0) ** 2).sum(axis=1) ** 0.5).groupby("space").norm.agg(
+        source_min="min", source_mean="mean", source_max="max").reset_index()
+    return wide.merge(norms, on="space", how="left")
+
+
+def norms_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "No code was optimised."
+    return ("The code z starts at N(0, init_std); the source codes are the solutions that built each subspace. "
+            "A search that ends far below the source codes' norm has not travelled to a solution's scale.\n\n"
+            + table.to_markdown(index=False, floatfmt=".3g"))
 
 
 def seed_spread(frame: pd.DataFrame, column: str) -> tuple[float, float, int]:
@@ -140,7 +177,7 @@ def transfer_markdown(table: pd.DataFrame) -> str:
 
 def original_table(original: pd.DataFrame) -> pd.DataFrame:
     """One row per (det, task): original-space test accuracy, mean and std over seeds, and the seed count."""
-    acc = _test(original, METRIC, ["det", "task", "seed"], "accuracy")
+    acc = test_values(original, METRIC, ["det", "task", "seed"], "accuracy")
     out = acc.groupby(["task", "det"], sort=True).accuracy.agg(["mean", "std", "count"]).reset_index()
     return out.rename(columns={"count": "seeds"})
 
@@ -182,6 +219,8 @@ def methods_table(sub: pd.DataFrame, trans: pd.DataFrame) -> pd.DataFrame:
                 if space == reference:
                     continue
                 got = seed_spread(frame[frame.space == space], "relative")
+                if got[2] == 0:  # nothing of this space to compare (no transfer run in it)
+                    continue
                 rows.append({"dim": dim, "what": what, "task": task, "seen": seen, "det": det,
                              "reference": reference, "reference_mean": ref[0], "reference_std": ref[1],
                              "space": space, "mean": got[0], "std": got[1], "seeds": got[2],
@@ -210,36 +249,42 @@ def methods_markdown(table: pd.DataFrame) -> str:
 def paper_table(sub: pd.DataFrame, trans: pd.DataFrame, setting: str, paper_rows: dict[str, str],
                 det_methods: dict[str, str]) -> pd.DataFrame:
     """Ours beside the paper's numbers: subspace optimisation on the unseen tasks (per task where the config
-    maps it to a paper row, and the average) and cross-DET transfer averages, per subspace and DET."""
+    maps it to a paper row, and the average) and cross-DET transfer averages, per subspace and DET; beside
+    each, the same relative measure of zero-shot and of the random control (for transfer: the target DET's)."""
     paper = SETTINGS[setting]
     unseen = sub[~sub.seen]
     rows = []
-    for space in sorted(unseen.space.unique()):
+    for space in sorted(s for s in unseen.space.unique() if not SpaceName.parse(s).is_control):
         part = unseen[unseen.space == space]
+        control = unseen[unseen.space == str(SpaceName.parse(space).control())]
         for det in sorted(part.det.unique()):
             method = det_methods.get(det, det)
-            for task in sorted(part.task.unique()):
-                row = paper_rows.get(task)
-                ref = paper["rows"].get(row, {}).get(method) if row else None
-                rows.append(_against(space, "optimisation", task, det, part[(part.det == det) & (part.task == task)],
-                                     ref, row or ""))
-            rows.append(_against(space, "optimisation", "average", det, part[part.det == det],
-                                 paper["average"].get(method), "average"))
+            for task in [*sorted(part.task.unique()), "average"]:
+                frame = part[(part.det == det) & ((part.task == task) if task != "average" else True)]
+                random = control[(control.det == det) & control.task.isin(frame.task)]
+                row = "average" if task == "average" else paper_rows.get(task)
+                ref = paper["average"].get(method) if task == "average" else \
+                    paper["rows"].get(row, {}).get(method) if row else None
+                rows.append(_against(space, "optimisation", task, det, frame, ref, row or "",
+                                     (frame.zero_shot / frame.original).mean(), (random.subspace / random.original).mean()))
         pairs = trans[(trans.space == space) & (trans.source != trans.target) & trans.task.isin(part.task)]
         for (source, target), group in pairs.groupby(["source", "target"], sort=True):
             key = (det_methods.get(source, source), det_methods.get(target, target))
             rows.append(_against(space, "transfer", "average", f"{source} -> {target}", group,
-                                 paper["transfer"].get(key), "average"))
+                                 paper["transfer"].get(key), "average",
+                                 (group.target_zero_shot / group.target_original).mean(),
+                                 (group.target_random / group.target_original).mean()))
     return pd.DataFrame(rows)
 
 
 def _against(space: str, what: str, task: str, det: str, frame: pd.DataFrame, paper: float | None,
-             paper_row: str) -> dict:
+             paper_row: str, zero_shot: float, random: float) -> dict:
     mean, std, n = seed_spread(frame, "relative")
     ours = 100 * mean
     return {"space": space, "what": what, "task": task, "det": det, "ours": ours, "std": 100 * std, "seeds": n,
             "paper": paper, "paper_row": paper_row,
-            "spread": within_spread(ours - paper, 100 * std) if paper is not None else ""}
+            "spread": within_spread(ours - paper, 100 * std) if paper is not None else "",
+            "zero_shot": 100 * zero_shot, "random": 100 * random}
 
 
 def paper_markdown(table: pd.DataFrame, setting: str) -> str:
@@ -263,7 +308,8 @@ def paper_markdown(table: pd.DataFrame, setting: str) -> str:
         parts.append(
             f"### {space}: subspace optimisation on the unseen tasks (the paper's {optimisation})\n\n"
             "Relative performance, %: ours (mean ± std over seeds) / the paper's; 'within' when the paper's number "
-            "lies within one standard deviation of ours:\n\n"
+            "lies within one standard deviation of ours; then the same measure of the random control and of "
+            "zero-shot here (a relative performance near zero-shot's says little):\n\n"
             + pd.DataFrame(lines).fillna("").to_markdown(index=False, disable_numparse=True)
             + f"\n\n### {space}: cross-DET transfer, average over the unseen tasks (the paper's {transfer})\n\n"
             "Source DET's code decoded with the target DET's projection, % of the target's original-space "
@@ -273,6 +319,7 @@ def paper_markdown(table: pd.DataFrame, setting: str) -> str:
 
 def _beside(r) -> str:
     ours = _fmt(r.ours, r.std, scale=1.0)  # already in percent
-    if r.paper is None or math.isnan(r.paper):
-        return ours
-    return f"{ours} / {r.paper:.1f} ({r.spread})"
+    if r.paper is not None and not math.isnan(r.paper):
+        ours = f"{ours} / {r.paper:.1f} ({r.spread})"
+    random = "" if math.isnan(r.random) else f"random {r.random:.1f}, "
+    return f"{ours}; {random}zero-shot {r.zero_shot:.1f}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -100,7 +101,8 @@ class Checkpoint:
 
 # Where a run stands at a checkpoint: best validation accuracy and its step, examples seen, seconds spent
 # training, steps taken, and the epoch and batch (1-based, within the epoch) of the checkpoint.
-PROGRESS = ("best_acc", "best_step", "seen", "train_seconds", "step", "epoch", "batch")
+# The count of evaluations since the best one (`stale`) decides early stopping.
+PROGRESS = ("best_acc", "best_step", "seen", "train_seconds", "step", "epoch", "batch", "stale")
 
 
 def _save(checkpoint: Checkpoint, params: dict, optimizer, schedule, epoch_start: torch.Tensor, result: Result,
@@ -115,6 +117,7 @@ def _save(checkpoint: Checkpoint, params: dict, optimizer, schedule, epoch_start
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     if best_preds is not None:
         tensors["best_preds"] = torch.as_tensor(best_preds)
+    tensors["init_preds"] = torch.as_tensor(result.predictions["test_init"])
     checkpoint.save(tensors, {"param_groups": state["param_groups"], "schedule": schedule.state_dict(),
                               "metrics": result.metrics, "history": result.history, **progress})
 
@@ -140,7 +143,8 @@ def _restore(loaded: tuple[dict, dict], params: dict, optimizer, schedule, gener
     result.best = {n: tensors["best." + n] for n in params}
     result.metrics, result.history = meta["metrics"], meta["history"]
     best_preds = tensors["best_preds"].numpy() if "best_preds" in tensors else None
-    return best_preds, {k: meta[k] for k in PROGRESS}
+    result.predictions["test_init"] = tensors["init_preds"].numpy()
+    return best_preds, {k: meta.get(k, 0) for k in PROGRESS}
 
 
 @dataclass
@@ -149,6 +153,8 @@ class Result:
     best: dict[str, torch.Tensor]
     metrics: list[dict] = field(default_factory=list)  # split, metric, value
     history: list[dict] = field(default_factory=list)  # step, epoch, train_loss, validation accuracy
+    # test predictions (example order of the split): "test_init" at the start, "test" of the kept tensors
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def autocast(device: torch.device):
@@ -209,6 +215,18 @@ def stored_metrics(result: Result, desc: str, started: float) -> list[dict]:
     return [m for m in result.metrics if m["metric"] not in CLOCKS]
 
 
+POINTS = {"test_init": "init", "test": "best"}  # Result.predictions keys -> the `point` of predictions_frame
+
+
+def predictions_frame(predictions: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
+    """Test predictions as a table (point, example, label, prediction), point "init" (the start) or "best" (the
+    kept tensors): the report's bootstrap intervals resample these examples, paired across runs."""
+    frames = [pd.DataFrame({"point": POINTS[key], "example": np.arange(len(labels)), "label": labels,
+                            "prediction": preds.astype(np.int64)})
+              for key, preds in predictions.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
 def scores(preds: np.ndarray, labels: np.ndarray, n_labels: int, majority: int) -> dict[str, float]:
     f1 = []
     for c in range(n_labels):
@@ -220,6 +238,14 @@ def scores(preds: np.ndarray, labels: np.ndarray, n_labels: int, majority: int) 
         "macro_f1": float(np.mean(f1)),
         "majority_accuracy": float(np.mean(labels == majority)),
     }
+
+
+def _evaluation_steps(cfg: dict, steps_per_epoch: int, total: int):
+    """Whether a (1-based, global) step ends with an evaluation on validation."""
+    if cfg.get("eval_every"):
+        return lambda step: step % cfg["eval_every"] == 0 or step == total
+    within = {round(steps_per_epoch * (i + 1) / cfg["evals_per_epoch"]) for i in range(cfg["evals_per_epoch"])}
+    return lambda step: (step - 1) % steps_per_epoch + 1 in within
 
 
 def train(
@@ -235,8 +261,12 @@ def train(
 ) -> Result:
     """Train the classifier's trainable tensors (the DET's) on splits["train"].
 
-    cfg is the validated `train:` slice. Evaluates on validation evals_per_epoch times per epoch and
-    returns the best tensors with metrics on validation and test (and at initialisation on test). With
+    cfg is the validated `train:` slice, or `subspace.optimize:`. The budget is cfg["steps"] when the cfg
+    has it (epochs of the training split follow one another until then), else cfg["epochs"] epochs; it
+    evaluates on validation every cfg["eval_every"] steps and at the last step when the cfg has that, else
+    evals_per_epoch times per epoch; with cfg["patience"] (not null) it stops once that many evaluations in a
+    row have not beaten the best. Returns the best tensors with metrics on validation and test (and at
+    initialisation on test) and the test predictions at both. With
     start_is_candidate the initial values are evaluated on validation too and kept unless training beats
     them, so the result is never worse on validation than where it began (optimize_subspace: a code that
     starts near a solution). With a checkpoint, resumes from its file when there is one for this job, and
@@ -253,19 +283,21 @@ def train(
     result = Result(init=init, best=init)
 
     steps_per_epoch = math.ceil(len(splits["train"]) / cfg["batch_size"])
-    total = steps_per_epoch * cfg["epochs"]
+    total = cfg.get("steps") or steps_per_epoch * cfg["epochs"]
     warmup = int(cfg["warmup_ratio"] * total)
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=cfg["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / (warmup + 1) if s < warmup else max(0.0, (total - s) / max(1, total - warmup))
     )
-    eval_at = {round(steps_per_epoch * (i + 1) / cfg["evals_per_epoch"]) for i in range(cfg["evals_per_epoch"])}
+    is_eval = _evaluation_steps(cfg, steps_per_epoch, total)
+    patience = cfg.get("patience")
 
-    best_acc, best_step, best_preds, seen, train_seconds, step = -1.0, 0, None, 0, 0.0, 0
+    best_acc, best_step, best_preds, seen, train_seconds, step, stale = -1.0, 0, None, 0, 0.0, 0, 0
     first_epoch, skip = 0, 0  # where a resumed run goes on: epoch, and batches of it already done
     loaded = checkpoint.load() if checkpoint else None
     if loaded is None:
         test_init = predict(classifier, splits["test"], cfg["eval_batch_size"], device)
+        result.predictions["test_init"] = test_init
         result.metrics.append({"split": "test", "metric": "accuracy_at_init",
                                "value": float(np.mean(test_init == splits["test"].labels))})
         if start_is_candidate:
@@ -275,18 +307,21 @@ def train(
             result.history.append({"step": 0, "epoch": 0.0, "train_loss": float("nan"), "validation_accuracy": best_acc})
     else:
         best_preds, progress = _restore(loaded, params, optimizer, schedule, generator, result, device)
-        best_acc, best_step, seen, train_seconds, step, first_epoch, skip = (progress[k] for k in PROGRESS)
+        best_acc, best_step, seen, train_seconds, step, first_epoch, skip, stale = (progress[k] for k in PROGRESS)
         print(f"{desc}: resumed from the checkpoint at step {step} of {total} ({checkpoint.path})")
     last_save = time.monotonic()
 
     classifier.train()
     bar = tqdm(total=total, initial=step, desc=desc, unit="step", dynamic_ncols=True, mininterval=2.0)
-    for epoch in range(first_epoch, cfg["epochs"]):
+    epoch, stopped = first_epoch, False
+    while step < total and not stopped:
         running = []
         epoch_start = generator.get_state()
         for i, index in enumerate(batches(splits["train"], cfg["batch_size"], generator), start=1):
             if i <= skip:  # done before the checkpoint this run resumed from
                 continue
+            if step >= total or stopped:
+                break
             t0 = time.perf_counter()
             enc, labels = to_device(classifier, splits["train"], index, device)
             with autocast(device):
@@ -307,7 +342,7 @@ def train(
                                     f"(epoch {epoch + 1}, learning rate {lr:g})")
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}", ex_s=f"{seen / train_seconds:.1f}", best=f"{best_acc:.3f}", refresh=False)
-            if i in eval_at:
+            if is_eval(step):
                 if not all(bool(torch.isfinite(p).all()) for p in params.values()):
                     raise NonFiniteLoss(f"{desc}: the DET's values are no longer finite at step {step} of {total} "
                                         f"(epoch {epoch + 1}, learning rate {lr:g})")
@@ -317,14 +352,17 @@ def train(
                                        "train_loss": float(np.mean(running)), "validation_accuracy": acc})
                 running = []
                 if acc > best_acc:
-                    best_acc, best_step, best_preds = acc, step, preds
+                    best_acc, best_step, best_preds, stale = acc, step, preds, 0
                     result.best = {n: p.detach().cpu().clone() for n, p in params.items()}
+                else:
+                    stale += 1
+                    stopped = patience is not None and stale >= patience
                 due = checkpoint is not None and time.monotonic() - last_save >= checkpoint.every_seconds
-                if due and step < total:
-                    progress = dict(zip(PROGRESS, (best_acc, best_step, seen, train_seconds, step, epoch, i)))
+                if due and step < total and not stopped:
+                    progress = dict(zip(PROGRESS, (best_acc, best_step, seen, train_seconds, step, epoch, i, stale)))
                     _save(checkpoint, params, optimizer, schedule, epoch_start, result, best_preds, device, progress)
                     last_save = time.monotonic()
-        skip = 0
+        skip, epoch = 0, epoch + 1
     bar.close()
 
     with torch.no_grad():
@@ -332,6 +370,7 @@ def train(
             p.copy_(result.best[name].to(p.device))
     # validation predictions of the best checkpoint are the ones made when it was found
     final = {"validation": best_preds, "test": predict(classifier, splits["test"], cfg["eval_batch_size"], device)}
+    result.predictions["test"] = final["test"]
     for split, preds in final.items():
         for metric, value in scores(preds, splits[split].labels, n_labels, majority).items():
             result.metrics.append({"split": split, "metric": metric, "value": value})
@@ -340,6 +379,7 @@ def train(
         {"split": "train", "metric": "seconds", "value": train_seconds},
         {"split": "train", "metric": "examples", "value": float(seen)},
         {"split": "train", "metric": "best_step", "value": float(best_step)},
+        {"split": "train", "metric": "steps", "value": float(step)},
         {"split": "train", "metric": "trainable_params", "value": float(sum(p.numel() for p in params.values()))},
     ]
     return result

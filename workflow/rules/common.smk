@@ -6,7 +6,7 @@ from pathlib import Path
 from deltaspace.config import ConfigError, canonical, validate_config
 from deltaspace.config import plan
 from deltaspace.digest import stage_digest
-from deltaspace.names import PATTERN as SPACE_PATTERN, with_dim_wildcard
+from deltaspace.names import PATTERN as SPACE_PATTERN
 
 try:
     CFG = canonical(validate_config(config, workflow.basedir))
@@ -17,6 +17,7 @@ DETS = plan.det_names(CFG)
 TASKS = plan.task_names(CFG)
 RUNS = plan.runs(CFG)  # (task, seed) pairs: train.seeds, or a task's own seeds
 OPT_RUNS = plan.optimize_runs(CFG)
+OPT_TASKS = plan.optimize_tasks(CFG)
 SPACES = plan.spaces(CFG)
 SUB, LAND = CFG["subspace"], CFG["landscape"]
 LAND_DETS = plan.landscape_dets(CFG)
@@ -65,6 +66,12 @@ wildcard_constraints:
 def per_run(kind):
     """One DET's train_det outputs of a kind, over every task and seed."""
     return lambda wc: [f"results/dets/{wc.det}/{task}/seed{seed}/{kind}" for task, seed in RUNS]
+
+
+def optimized(name):
+    """One file of every optimize_subspace job: every space, DET and optimised (task, seed)."""
+    return [f"results/optimized/{space}/{det}/{task}/seed{seed}/{name}"
+            for space in SPACES for det in DETS for task, seed in OPT_RUNS]
 
 
 def codes_of(dets, seeds=None, name="z.safetensors"):

@@ -1,22 +1,25 @@
-# The subspaces' folders, with the {dim} wildcard: svd-d{dim}, learned-d{dim}.
-SVD, LEARNED = with_dim_wildcard("svd"), with_dim_wildcard("learned")
+# The subspaces' folders: results/subspace/{space}/, {space} a name of deltaspace.names (svd-d4, svd-mean-d4,
+# random-d4, learned-d4, ...): the method, the offset and the dimension are read from it.
 
 
 rule decompose:
-    """Jointly decompose the seen solutions of every DET into one subspace of `dim` dimensions (closed form)."""
+    """Jointly decompose the seen solutions of every DET into one subspace (closed form, svd), or draw the
+    random control of svd's subspace of the same dimension and offset."""
     input:
         stacked=expand("results/stacked/{det}.safetensors", det=DETS),
         index=expand("results/stacked/{det}.parquet", det=DETS),
     output:
-        projections=f"results/subspace/{SVD}/projections.safetensors",
-        codes=f"results/subspace/{SVD}/codes.parquet",
-        reconstruction=f"results/subspace/{SVD}/reconstruction.parquet",
+        projections="results/subspace/{space}/projections.safetensors",
+        codes="results/subspace/{space}/codes.parquet",
+        reconstruction="results/subspace/{space}/reconstruction.parquet",
     log:
-        f"results/logs/decompose/{SVD}.log",
+        "results/logs/decompose/{space}.log",
+    wildcard_constraints:
+        space=r"(svd|random)(-mean)?-d\d+",
     params:
         code=code("decompose"),
-        method="svd",
         held_out=SUB["held_out"],
+        control_seed=lambda wc: SUB["control_seed"] if wc.space.startswith("random") else None,  # svd's: none
         dets=DETS,
     conda:
         "../../envs/deltaspace.yaml"
@@ -30,15 +33,16 @@ rule decompose_learned:
         stacked=expand("results/stacked/{det}.safetensors", det=DETS),
         index=expand("results/stacked/{det}.parquet", det=DETS),
     output:
-        projections=f"results/subspace/{LEARNED}/projections.safetensors",
-        codes=f"results/subspace/{LEARNED}/codes.parquet",
-        reconstruction=f"results/subspace/{LEARNED}/reconstruction.parquet",
-        history=f"results/subspace/{LEARNED}/history.parquet",
+        projections="results/subspace/{space}/projections.safetensors",
+        codes="results/subspace/{space}/codes.parquet",
+        reconstruction="results/subspace/{space}/reconstruction.parquet",
+        history="results/subspace/{space}/history.parquet",
     log:
-        f"results/logs/decompose/{LEARNED}.log",
+        "results/logs/decompose/{space}.log",
+    wildcard_constraints:
+        space=r"learned(-mean)?-d\d+",
     params:
         code=code("decompose"),
-        method="learned",
         held_out=SUB["held_out"],
         dets=DETS,
         data=CFG["data"],

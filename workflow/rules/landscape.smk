@@ -3,6 +3,7 @@ rule landscape:
     input:
         space="results/subspace/{space}/projections.safetensors",
         z=codes_of(LAND_DETS, seeds=LAND_SEED),
+        original=lambda wc: [f"results/dets/{det}/{wc.task}/seed{LAND_SEED[wc.task]}/metrics.parquet" for det in DETS],
     output:
         table="results/landscape/{space}/{task}.parquet",
         solutions="results/landscape/{space}/{task}.solutions.parquet",

@@ -5,6 +5,8 @@ rule optimize_subspace:
     output:
         z="results/optimized/{space}/{det}/{task}/seed{seed}/z.safetensors",
         metrics="results/optimized/{space}/{det}/{task}/seed{seed}/metrics.parquet",
+        history="results/optimized/{space}/{det}/{task}/seed{seed}/history.parquet",
+        predictions="results/optimized/{space}/{det}/{task}/seed{seed}/predictions.parquet",
     log:
         "results/logs/optimize_subspace/{space}/{det}/{task}/seed{seed}.log",
     params:

@@ -2,18 +2,22 @@ rule report:
     """Tables in the paper's form and plots, from every stage's outputs, gathered in results/report/."""
     input:
         original=[f"results/dets/{det}/{task}/seed{seed}/metrics.parquet" for det in DETS for task, seed in RUNS],
-        optimized=[
-            f"results/optimized/{space}/{det}/{task}/seed{seed}/metrics.parquet"
-            for space in SPACES for det in DETS for task, seed in OPT_RUNS
-        ],
+        original_predictions=[f"results/dets/{det}/{task}/seed{seed}/predictions.parquet"
+                              for det in DETS for task, seed in RUNS if task in OPT_TASKS],
+        optimized=optimized("metrics.parquet"),
+        histories=optimized("history.parquet"),
+        predictions=optimized("predictions.parquet"),
+        merge=expand("results/merge/{det}/{task}.parquet", det=DETS, task=OPT_TASKS),
+        merge_predictions=expand("results/merge/{det}/{task}.predictions.parquet", det=DETS, task=OPT_TASKS),
         transfer=[f"results/transfer/{space}/{task}/seed{seed}.parquet" for space in SPACES for task, seed in OPT_RUNS],
         landscape=expand("results/landscape/{space}/{task}.parquet", space=LAND_SPACES, task=LAND_TASKS),
         solutions=expand("results/landscape/{space}/{task}.solutions.parquet", space=LAND_SPACES, task=LAND_TASKS),
         reconstruction=expand("results/subspace/{space}/reconstruction.parquet", space=SPACES),
+        codes=expand("results/subspace/{space}/codes.parquet", space=SPACES),
+        learned=[f"results/subspace/{space}/history.parquet" for space in SPACES if space.startswith("learned")],
     output:
         tables=REPORT["tables"],
-        relative=report(REPORT["plots"][0], caption="../report/relative.rst", category="Subspace"),
-        dims=report(REPORT["plots"][1], caption="../report/dims.rst", category="Subspace"),
+        plots=[report(path, caption=f"../report/{Path(path).stem}.rst", category="Subspace") for path in REPORT["plots"]],
         markdown=REPORT["index"][0],
         html=report(REPORT["index"][1], caption="../report/tables.rst", category="Tables"),
     log:

@@ -3,6 +3,7 @@ rule train_det:
     output:
         delta="results/dets/{det}/{task}/seed{seed}/delta.safetensors",
         metrics="results/dets/{det}/{task}/seed{seed}/metrics.parquet",
+        predictions="results/dets/{det}/{task}/seed{seed}/predictions.parquet",
     log:
         "results/logs/train_det/{det}/{task}/seed{seed}.log",
     params:

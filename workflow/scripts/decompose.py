@@ -4,13 +4,17 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the deltaspace library, also where it is not installed
 
 from deltaspace.logs import job
+from deltaspace.names import SpaceName
 from deltaspace.stages.decompose import decompose_stacks
 
 with job(snakemake):
     params, dets = snakemake.params, snakemake.params.dets
+    name = SpaceName.parse(snakemake.wildcards.space)
     decompose_stacks(
-        method=params.method,
-        dim=int(snakemake.wildcards.dim),
+        method=name.method,
+        dim=name.dim,
+        offset=name.offset,
+        control_seed=params.get("control_seed") or 0,
         held_out=params.held_out,
         stacked=dict(zip(dets, snakemake.input.stacked)),
         indexes=dict(zip(dets, snakemake.input.index)),

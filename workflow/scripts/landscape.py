@@ -22,5 +22,6 @@ with job(snakemake):
         table_path=snakemake.output.table,
         solutions_path=snakemake.output.solutions,
         plot_path=snakemake.output.plot,
+        original_paths=dict(zip(snakemake.params.dets, snakemake.input.original)),
         threads=snakemake.threads,
     )

@@ -20,5 +20,7 @@ with job(snakemake):
         base_dir=f"{snakemake.scriptdir}/../..",  # the Snakefile's folder: not a param, moving it reruns nothing
         z_path=snakemake.output.z,
         metrics_path=snakemake.output.metrics,
+        history_path=snakemake.output.history,
+        predictions_path=snakemake.output.predictions,
         threads=snakemake.threads,
     )

@@ -20,6 +20,7 @@ with job(snakemake):
         base_dir=f"{snakemake.scriptdir}/../..",  # the Snakefile's folder: not a param, moving it reruns nothing
         delta_path=snakemake.output.delta,
         metrics_path=snakemake.output.metrics,
+        predictions_path=snakemake.output.predictions,
         threads=snakemake.threads,
         checkpoint_minutes=job_setting(snakemake.config, "train", "checkpoint_minutes"),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..names import SpaceName
+from ..names import CONTROL, SpaceName
 from ..paper import PAPER_DETS
 from .errors import ConfigError, line
 
@@ -62,11 +62,23 @@ def runs(cfg: dict) -> list[tuple[str, int]]:
     return [(task, seed) for task in task_names(cfg) for seed in task_seeds(cfg, task)]
 
 
-def optimize_runs(cfg: dict) -> list[tuple[str, int]]:
-    """Every (task, seed) optimised in each subspace: subspace.tasks (every task if null) from
-    subspace.seeds (each task's own seeds if null)."""
+def optimize_tasks(cfg: dict) -> list[str]:
+    """The tasks optimised in each subspace: subspace.tasks, else the held-out ones, else every task."""
     sub = cfg["subspace"]
-    return [(task, seed) for task in sub["tasks"] or task_names(cfg) for seed in sub["seeds"] or task_seeds(cfg, task)]
+    return list(sub["tasks"] or sub["held_out"] or task_names(cfg))
+
+
+def optimize_runs(cfg: dict) -> list[tuple[str, int]]:
+    """Every (task, seed) optimised in each subspace: optimize_tasks from subspace.seeds (each task's own
+    seeds if null)."""
+    seeds = cfg["subspace"]["seeds"]
+    return [(task, seed) for task in optimize_tasks(cfg) for seed in seeds or task_seeds(cfg, task)]
+
+
+def optimize_lrs(cfg: dict) -> list[float]:
+    """subspace.optimize.lr as a list: each is tried, the code best on validation kept."""
+    lr = cfg["subspace"]["optimize"]["lr"]
+    return list(lr) if isinstance(lr, list) else [lr]
 
 
 def landscape_tasks(cfg: dict) -> list[str]:
@@ -112,10 +124,20 @@ def train_params(cfg: dict) -> dict:
     return {key: copy.deepcopy(value) for key, value in cfg["train"].items() if key not in left_out}
 
 
-def spaces(cfg: dict, min_dim: int = 1) -> list[str]:
-    """The names of the subspaces the config builds (every method at every dimension of at least min_dim)."""
+def found_spaces(cfg: dict, min_dim: int = 1) -> list[str]:
+    """The names of the subspaces the config finds: every method at every offset and dimension (of at least
+    min_dim)."""
     sub = cfg["subspace"]
-    return [str(SpaceName(method, dim)) for method in sub["methods"] for dim in sub["dims"] if dim >= min_dim]
+    return [str(SpaceName(method, dim, offset)) for method in sub["methods"] for offset in sub["offsets"]
+            for dim in sub["dims"] if dim >= min_dim]
+
+
+def spaces(cfg: dict) -> list[str]:
+    """Every subspace the config builds: the found ones and, with subspace.control, the random control of
+    each offset and dimension (random-d{dim}, scaled like svd's)."""
+    sub = cfg["subspace"]
+    controls = [str(SpaceName(CONTROL, dim, offset)) for offset in sub["offsets"] for dim in sub["dims"]]
+    return found_spaces(cfg) + (controls if sub["control"] else [])
 
 
 def landscape_seeds(cfg: dict) -> dict[str, int]:
@@ -128,16 +150,18 @@ def landscape_spaces(cfg: dict) -> list[str]:
     """The subspaces swept: a plane needs two dimensions and two DETs' solutions."""
     if not cfg["landscape"]["enabled"] or len(landscape_dets(cfg)) < 2:
         return []
-    return spaces(cfg, min_dim=2)
+    return found_spaces(cfg, min_dim=2)
 
 
 def report_files(cfg: dict) -> dict[str, list[str]]:
     """The report's outputs: tables (Parquet and Markdown), plots and the index pages."""
-    names = ("subspace", "original", "methods", "transfer", "landscape", "reconstruction")
+    names = ("headline", "gaps", "original", "subspace", "norms", "merge", "methods", "transfer", "landscape",
+             "reconstruction")
     names += ("paper",) if cfg["report"]["paper"] else ()
+    plots = ["relative", "dims", "curves"] + (["learned"] if "learned" in cfg["subspace"]["methods"] else [])
     return {
         "tables": [f"results/report/{name}.{ext}" for name in names for ext in ("parquet", "md")],
-        "plots": ["results/report/relative.png", "results/report/dims.png"],
+        "plots": [f"results/report/{name}.png" for name in plots],
         "index": ["results/report/index.md", "results/report/index.html"],
     }
 

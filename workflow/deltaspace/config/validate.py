@@ -17,7 +17,7 @@ from ..dets import METHODS
 from ..paper import SINGLE_TASK_ROWS
 from ..tasks import TaskError, fraction_problem
 from .errors import ConfigError, join
-from .plan import det_names, landscape_tasks, task_names, task_seeds
+from .plan import det_names, landscape_tasks, optimize_tasks, task_names, task_seeds
 from .schema import fill_defaults, load_schema, read_text_values, schema_errors
 from .taskcheck import check_task_cached
 
@@ -156,7 +156,7 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
         unknown = [n for n in names or [] if n not in known]
         if unknown:
             errors.append((key, f"{', '.join(map(repr, unknown))} not in the config (known: {', '.join(known)})"))
-    optimised = [t for t in sub["tasks"] or tasks if t in tasks]
+    optimised = [t for t in optimize_tasks(cfg) if t in tasks]
     for task in optimised:
         unknown = [s for s in sub["seeds"] or [] if s not in task_seeds(cfg, task)]
         if unknown:
@@ -171,9 +171,15 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
     rows = sum(len(task_seeds(cfg, t)) for t in building)
     if not building:
         errors.append(("subspace.held_out", "every task is held out: at least one task must build the subspace"))
-    elif "svd" in sub["methods"] and max(sub["dims"]) > rows - 1:
-        errors.append(("subspace.dims", f"{max(sub['dims'])} is too large for svd: {', '.join(building)} give {rows} "
-                       f"solutions per DET, which span at most {rows - 1} directions around their mean"))
+    elif "svd" in sub["methods"] or sub["control"] or sub["learned"]["init"] == "svd":
+        centred = "mean" in sub["offsets"]
+        most = rows - 1 if centred else rows
+        if max(sub["dims"]) > most:
+            uses = "svd" if "svd" in sub["methods"] else "the random control (scaled like svd)" if sub["control"] \
+                else "learned's svd start"
+            errors.append(("subspace.dims", f"{max(sub['dims'])} is too large for {uses}: {', '.join(building)} give "
+                           f"{rows} solutions per DET, which span at most {most} directions"
+                           + (" around their mean (offset mean)" if centred else "")))
     outside = [t for t in landscape_tasks(cfg) if t not in optimised]
     if land["enabled"] and outside:
         errors.append(("landscape.tasks", f"{', '.join(outside)} not optimised in the subspace (subspace.tasks)"))

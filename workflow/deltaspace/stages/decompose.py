@@ -1,5 +1,6 @@
 """Stages decompose and decompose_learned: the seen rows of every DET's stack, aligned by (task, seed), jointly
-decomposed into one subspace, by the closed form (`svd`) or the paper's training (`learned`)."""
+decomposed into one subspace, by the closed form (`svd`) or the paper's training (`learned`); and the control
+(`random`): random directions of svd's dimension, offset and scale."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,16 +11,20 @@ import torch
 from ..delta import Layout
 from ..io import ArtifactError, load_table, load_tensors, save_table
 from ..spacefile import SpaceFile, save_space
-from ..subspace import Subspace, SubspaceError, decompose
+from ..subspace import Subspace, SubspaceError, decompose, random_like
 
 KEY = ["task", "seed"]  # what identifies a row of a stack
 
 
 def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dict[str, str], indexes: dict[str, str],
-                     projections_path, codes_path, reconstruction_path, history_path=None, learned: dict | None = None,
-                     data: dict | None = None, task_configs: dict[str, dict] | None = None, device: str = "auto",
-                     base_dir=".", threads: int | None = None) -> None:
+                     projections_path, codes_path, reconstruction_path, offset: str = "init", control_seed: int = 0,
+                     history_path=None, learned: dict | None = None, data: dict | None = None,
+                     task_configs: dict[str, dict] | None = None, device: str = "auto", base_dir=".",
+                     threads: int | None = None) -> None:
     """Write the subspace (projections), the seen rows' codes and every row's reconstruction error.
+
+    `offset` says where z = 0 decodes to (subspace.OFFSETS); method `random` is the control of svd's subspace
+    of the same dim and offset (subspace.random_like, seeded by control_seed).
 
     Method `learned` also needs its settings (`learned`: subspace.learned), the data settings, the seen
     tasks' configs (name -> task config), the device and where its loss curve goes (`history_path`); the
@@ -41,17 +46,20 @@ def decompose_stacks(*, method: str, dim: int, held_out: list[str], stacked: dic
     seen_deltas = {det: d[mask] for det, d in deltas.items()}
     first = next(iter(stacked))
     if method == "svd":
-        subspace = decompose(seen_deltas, dim, method)
+        subspace = decompose(seen_deltas, dim, method, offset)
+    elif method == "random":
+        subspace = random_like(decompose(seen_deltas, dim, "svd", offset), seen_deltas, control_seed)
     elif method == "learned":
         if learned is None or history_path is None:
             raise SubspaceError("method 'learned' needs its settings (learned=...) and a history_path")
-        subspace = _learn(seen_deltas, seen.task.tolist(), inits, dim, metas, learned, data, task_configs, device,
-                          base_dir, history_path, threads)
+        subspace = _learn(seen_deltas, seen.task.tolist(), inits, dim, offset, metas, learned, data, task_configs,
+                          device, base_dir, history_path, threads)
     else:
-        raise SubspaceError(f"unknown decomposition method {method!r} (known: svd, learned)")
+        raise SubspaceError(f"unknown decomposition method {method!r} (known: svd, learned, random)")
     meta = {
         "method": method,
         "dim": dim,
+        "offset": offset,
         "dets": list(stacked),
         "layouts": {det: metas[det]["layout"] for det in stacked},
         "det_configs": {det: metas[det]["det_config"] for det in stacked},
@@ -127,7 +135,7 @@ def reconstruction(subspace: Subspace, order: pd.DataFrame, deltas: dict[str, to
     return pd.DataFrame(errors)
 
 
-def _learn(deltas: dict[str, torch.Tensor], tasks: list[str], inits: dict[str, torch.Tensor], dim: int,
+def _learn(deltas: dict[str, torch.Tensor], tasks: list[str], inits: dict[str, torch.Tensor], dim: int, offset: str,
            metas: dict[str, dict], settings: dict, data: dict, task_configs: dict[str, dict], device: str, base_dir,
            history_path, threads: int | None) -> Subspace:
     """The `learned` method: each DET's frozen classifier per seen task, the projections learned with them
@@ -155,7 +163,7 @@ def _learn(deltas: dict[str, torch.Tensor], tasks: list[str], inits: dict[str, t
         if not splits:  # one backbone, one tokenizer: tokenise each task once
             splits = {name: Split.of(first, task_data[name].splits["train"]) for name in names}
     subspace, history = learn(deltas=deltas, tasks=tasks, models=models, train_splits=splits, inits=inits,
-                              layouts=layouts, dim=dim, settings=settings, device=device)
+                              layouts=layouts, dim=dim, settings=settings, device=device, offset=offset)
     print(f"learned: {history['seconds'].max():.1f} s of training")
     save_table(history_path, history.drop(columns="seconds"))  # a clock reading: logged, not stored
     return subspace

@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..decoded import predict_codes
-from ..io import save_table
+from ..io import load_table, save_table
 from ..landscape import plane, square_grid
 from ..plots import plot_landscape
 from ..train import Split, scores
@@ -15,9 +15,12 @@ from .in_subspace import decoded_model, load_code, prepare
 
 def landscape(*, space_path, z_paths: dict[str, str], det_configs: dict[str, dict], backbone: dict, data: dict,
               task: dict, settings: dict, eval_batch_size: int, device: str, seed: int, base_dir, table_path,
-              solutions_path, plot_path, threads: int | None = None) -> None:
+              solutions_path, plot_path, original_paths: dict[str, str] | None = None,
+              threads: int | None = None) -> None:
     """Every DET of the subspace (det_configs: each one's config as now) evaluated on a square grid over the
-    plane through the solutions of the DETs in z_paths."""
+    plane through the solutions of the DETs in z_paths. The plot outlines where each DET closes
+    settings["threshold"] of its gap between zero-shot and its original-space run (original_paths: each DET's
+    train_det metrics on this task and seed)."""
     space, task_data, device = prepare(space_path, det_configs, backbone, task, data, base_dir, device, threads)
     sub = space.subspace
     solutions = {det: load_code(path) for det, path in z_paths.items()}
@@ -47,5 +50,14 @@ def landscape(*, space_path, z_paths: dict[str, str], det_configs: dict[str, dic
                         for det, c in coords.items()])
     save_table(table_path, frame)
     save_table(solutions_path, sol)
+    references = {det: _zero_and_original(path) for det, path in (original_paths or {}).items()}
     plot_landscape(frame, sol, plot_path, title=f"{task['name']} in {tag}: test accuracy on the plane of "
-                   f"{', '.join(solutions)}", threshold=settings["threshold"])
+                   f"{', '.join(solutions)}; outlined: {settings['threshold']:.0%} of the gap closed",
+                   threshold=settings["threshold"], references=references)
+
+
+def _zero_and_original(path) -> tuple[float, float]:
+    """Test accuracy at the DET's initial values and of its original-space run, from its train_det metrics."""
+    frame = load_table(path)
+    test = frame[frame.split == "test"].set_index("metric").value
+    return float(test["accuracy_at_init"]), float(test["accuracy"])

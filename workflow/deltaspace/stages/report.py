@@ -10,8 +10,12 @@ import pandas as pd
 
 from ..io import PROVENANCE, atomic_path, load_table, provenance, save_table
 from ..paper import SETTINGS
-from ..plots import plot_dims, plot_relative
+from ..gaps import answer, gap_table, gaps_markdown, headline_markdown, headline_table, task_runs
+from ..plots import plot_curves, plot_dims, plot_learned, plot_relative
 from ..tables import (
+    test_values,
+    norms_markdown,
+    norms_table,
     landscape_table,
     methods_markdown,
     methods_table,
@@ -39,22 +43,34 @@ def _write(path: Path, text: str) -> None:
 
 def build_report(*, original: list, optimized: list, transfer: list, landscape: list, solutions: list,
                  reconstruction: list, held_out: list[str], threshold: float, out_dir,
+                 original_predictions: list = (), predictions: list = (), histories: list = (), merge: list = (),
+                 merge_predictions: list = (), codes: list = (), learned: list = (),
                  det_methods: dict[str, str] | None = None, paper: str | None = None,
                  paper_rows: dict[str, str] | None = None) -> None:
     out = Path(out_dir)
     original_frame = _concat(original)
     sub = subspace_table(original_frame, _concat(optimized), held_out)
-    trans = transfer_table(original_frame, _concat(transfer))
+    trans = transfer_table(original_frame, _concat(transfer), sub)
     land = landscape_table(_concat(landscape), _concat(solutions), original_frame, threshold) if landscape \
-        else pd.DataFrame(columns=["space", "task", "seed", "plane", "points", "share_of_best", "share_of_original"])
+        else pd.DataFrame(columns=["space", "task", "seed", "plane", "points", "share_of_gap", "share_of_original"])
     recon = _concat(reconstruction).groupby(["space", "det", "seen"], as_index=False)[
         ["relative_error", "unexplained"]].mean()
+    runs = task_runs(_concat(original_predictions), _concat(predictions), _concat(merge_predictions))
+    gaps = gap_table(runs, held_out)
+    majority = test_values(original_frame, "majority_accuracy", ["det", "task", "seed"], "majority")
+    headline = headline_table(runs, gaps, majority.groupby(["det", "task"]).majority.mean().to_dict())
+    norms = norms_table(_concat(optimized), _concat(codes))
+    merged = _concat(merge)
 
     orig = original_table(original_frame)
     methods = methods_table(sub, trans)
     sections = {
+        "headline": (headline, headline_markdown(headline)),
+        "gaps": (gaps, gaps_markdown(gaps)),
         "original": (orig, original_markdown(orig)),
         "subspace": (sub, subspace_markdown(sub)),
+        "norms": (norms, norms_markdown(norms)),
+        "merge": (merged, merged.to_markdown(index=False, floatfmt=".3f") if len(merged) else "No merge."),
         "methods": (methods, methods_markdown(methods)),
         "transfer": (trans, transfer_markdown(trans)),
         "landscape": (land, land.to_markdown(index=False, floatfmt=".3f") if len(land) else "No landscape was swept."),
@@ -67,30 +83,45 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
         save_table(out / f"{name}.parquet", frame)
         _write(out / f"{name}.md", text + "\n")
     plot_relative(sub, out / "relative.png")
-    plot_dims(sub, out / "dims.png")
-    _index(out, sections, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
+    plot_dims(gaps, out / "dims.png")
+    plot_curves(_concat(histories), out / "curves.png")
+    plots = ["relative.png", "dims.png", "curves.png"]
+    if learned:
+        plot_learned(pd.concat([load_table(p).assign(space=Path(p).parent.name) for p in learned], ignore_index=True),
+                     out / "learned.png")
+        plots.append("learned.png")
+    _index(out, sections, answer(headline), plots, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
 
 
-def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], heatmaps: list[Path], threshold: float,
-           paper: str | None) -> None:
-    """index.md (every section's Markdown and the plots) and index.html (every section's table)."""
+def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], plots: list[str],
+           heatmaps: list[Path], threshold: float, paper: str | None) -> None:
+    """index.md (the answer, every section's Markdown and the plots) and index.html (the answer and every
+    section's table)."""
     titles = {
+        "headline": "Found subspace against the random one, on the unseen tasks",
+        "gaps": "The share of the gap closed, every subspace and baseline",
         "original": "The DETs in their original space",
-        "subspace": "Optimisation in the subspace",
+        "subspace": "Optimisation in the subspace (the paper's relative performance)",
+        "norms": "How far the codes travel: norm of z at the start and at the end, beside the source codes'",
+        "merge": "The merge baseline: initial values + s x the mean source solution, s picked on validation",
         "methods": "Decomposition methods compared on the same solutions",
         "paper": f"Beside the paper ({' and '.join(SETTINGS[paper]['tables']) if paper else ''})",
         "transfer": "Cross-DET transfer",
-        "landscape": f"Landscape: share of the grid where every DET reaches {threshold:.0%} of its reference",
+        "landscape": f"Landscape: share of the grid where every DET closes {threshold:.0%} of its gap (zero-shot to "
+                     "original)",
         "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the "
-                          "deviation from the mean)",
+                          "deviation from the offset)",
     }
-    md = ["# deltaspace report", ""]
+    md = ["# deltaspace report", "", "## The answer", "", *[f"- {s}" for s in sentences], ""]
     for name, (_, text) in sections.items():
         md += [f"## {titles[name]}", "", text, ""]
-    md += ["## Plots", "", "![relative performance](relative.png)", "", "![against d](dims.png)", ""]
+    md += ["## Plots", ""] + [f"![{p}]({p})\n" for p in plots]
     md += [f"![landscape {p.parent.name} {p.stem}]({os.path.relpath(p, out)})" for p in heatmaps]
     _write(out / "index.md", "\n".join(md) + "\n")
-    html = ["<h1>deltaspace report</h1>"]
+    html = ["<h1>deltaspace report</h1>", "<h2>The answer</h2>", "<ul>"]
+    html += [f"<li>{s.replace('**', '')}</li>" for s in sentences] + ["</ul>"]
     for name, (frame, _) in sections.items():
-        html += [f"<h2>{titles[name]}</h2>", frame.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+        html += [f"<h2>{titles[name]}</h2>", frame.to_html(index=False, float_format=lambda v: f"{v:.3f}",
+                                                          na_rep="-")]
+    html += [f'<img src="{p}" alt="{p}">' for p in plots]
     _write(out / "index.html", "\n".join(html) + "\n")

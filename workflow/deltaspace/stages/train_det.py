@@ -16,7 +16,7 @@ from ..heads import build_classifier
 from ..io import provenance, save_table, save_tensors
 from ..models import job_device
 from ..tasks import load_task
-from ..train import Checkpoint, NonFiniteLoss, Split, stored_metrics, train, trainable
+from ..train import Checkpoint, NonFiniteLoss, Split, predictions_frame, stored_metrics, train, trainable
 
 CHECKPOINT = "checkpoint.safetensors"  # beside the delta; removed once the delta is written
 
@@ -34,11 +34,12 @@ def train_det(
     base_dir: str | Path,
     delta_path: str | Path,
     metrics_path: str | Path,
+    predictions_path: str | Path | None = None,
     threads: int | None = None,
     checkpoint_minutes: float | None = None,
 ) -> None:
-    """Train and write the delta (the best validation checkpoint's values, and the initial ones) and the
-    metrics. A NaN or infinite loss fails the job, or with train.nonfinite_retries starts over at a lower
+    """Train and write the delta (the best validation checkpoint's values, and the initial ones), the
+    metrics and (with predictions_path) the test predictions at the start and of the kept values. A NaN or infinite loss fails the job, or with train.nonfinite_retries starts over at a lower
     learning rate. With checkpoint_minutes, a killed job's rerun resumes from its last checkpoint."""
     started = time.perf_counter()
     device = job_device(device, threads)  # before anything slow
@@ -88,6 +89,9 @@ def train_det(
     ]
     frame = pd.DataFrame(rows).assign(det=det_name, task=task["name"], seed=seed)
     save_table(metrics_path, frame[["det", "task", "seed", "split", "metric", "value"]])
+    if predictions_path is not None:
+        preds = predictions_frame(result.predictions, splits["test"].labels)
+        save_table(predictions_path, preds.assign(det=det_name, task=task["name"], seed=seed))
     if checkpoint is not None:
         checkpoint.remove()
 
