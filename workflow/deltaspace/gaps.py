@@ -108,7 +108,7 @@ def headline_table(runs: dict[str, Runs], gaps: pd.DataFrame, majority: dict) ->
     """Per found subspace, DET and unseen task: found, random, merge, zero-shot and original side by side (g
     with intervals) and the paired difference found - random in accuracy, with the verdict in words."""
     rows = []
-    unseen = gaps[~gaps.seen]
+    unseen = gaps[~gaps.seen] if (~gaps.seen).any() else gaps  # a run without unseen tasks: its seen ones
     for (space, det, task), found in unseen.groupby(["space", "det", "task"], sort=True):
         name = _space_name(space)
         if name is None or name.is_control:
@@ -120,7 +120,7 @@ def headline_table(runs: dict[str, Runs], gaps: pd.DataFrame, majority: dict) ->
         a = runs[task].correct("optimized", det=det, space=space, seed=seeds)
         b = runs[task].correct("optimized", det=det, space=control, seed=seeds)
         diff = difference(a, b, runs[task].index) if len(b) else Estimate(math.nan, math.nan, math.nan)
-        row = {"space": space, "det": det, "task": task, "seeds": int(f.seeds), "original": f.original,
+        row = {"space": space, "det": det, "task": task, "seen": bool(f.seen), "seeds": int(f.seeds), "original": f.original,
                "zero_shot": f.zero_shot, "majority": float(majority.get((det, task), math.nan)),
                "measurable": bool(f.measurable), "found": f.accuracy, "found_g": f.g, "found_g_low": f.g_low,
                "found_g_high": f.g_high, "control": control if control in by_space.index else "",
@@ -172,11 +172,11 @@ def _g(value: float, low: float, high: float, measurable: bool = True) -> str:
 
 def headline_markdown(table: pd.DataFrame) -> str:
     if table.empty:
-        return "No unseen task was optimised in a found subspace: nothing to answer."
+        return "No task was optimised in a found subspace: nothing to answer."
     lines = []
     for r in table.itertuples():
         lines.append({
-            "DET": r.det, "unseen task": r.task, "subspace": r.space,
+            "DET": r.det, "task": f"{r.task} (seen)" if r.seen else r.task, "subspace": r.space,
             "original": f"{r.original:.3f}", "found": f"{r.found:.3f}", "random": _acc(r.random),
             "merge": _acc(r.merge), "zero-shot": f"{r.zero_shot:.3f}", "majority": _acc(r.majority),
             "g found": _g(r.found_g, r.found_g_low, r.found_g_high, r.measurable),
@@ -185,7 +185,8 @@ def headline_markdown(table: pd.DataFrame) -> str:
             "found - random": "-" if math.isnan(r.difference) else
             f"{100 * r.difference:+.1f} [{100 * r.difference_low:+.1f}, {100 * r.difference_high:+.1f}]",
         })
-    return ("Test accuracy on the unseen tasks; g = (accuracy - zero-shot) / (original - zero-shot), the share of "
+    where = "the seen tasks (no task is held out)" if table.seen.any() else "the unseen tasks"
+    return (f"Test accuracy on {where}; g = (accuracy - zero-shot) / (original - zero-shot), the share of "
             "the gap closed, with its 95% bootstrap interval over test examples; found - random in accuracy points "
             "(paired interval). Random: a random subspace of the same dimension and scale, searched with the same "
             "budget from the same start; merge: the initial values plus a scaled mean of the source solutions.\n\n"
@@ -226,6 +227,7 @@ def answer(table: pd.DataFrame) -> list[str]:
             closes = (f"closes g = {_g(r.found_g, r.found_g_low, r.found_g_high)} of the gap (random "
                       f"{_g(r.random_g, r.random_g_low, r.random_g_high)})" if r.measurable
                       else f"reaches {r.found:.3f} (random {_acc(r.random)}, zero-shot {r.zero_shot:.3f})")
-            parts.append(f"on {r.task} in {r.space} the found subspace {closes}: {r.verdict}")
+            task = f"{r.task} (seen)" if r.seen else r.task
+            parts.append(f"on {task} in {r.space} the found subspace {closes}: {r.verdict}")
         out.append(f"**{det}**: " + "; ".join(parts) + ".")
     return out
