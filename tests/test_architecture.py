@@ -210,7 +210,7 @@ def test_a_nested_number_can_be_changed_from_the_command_line(tmp_path):
 def test_a_det_configured_otherwise_than_its_subspace_is_refused_naming_both(tiny_run, tiny_config):
     from deltaspace.stages.in_subspace import prepare
 
-    path = tiny_run / "results" / "subspace" / "svd-d2" / "projections.safetensors"
+    path = tiny_run / "results" / "subspace" / "svd-d3" / "projections.safetensors"
     now = {**tiny_config["dets"]["lora"], "r": 3}  # the config changed since the subspace was built
     with pytest.raises(SubspaceError, match=r"dets\.lora as configured now \(\{.*'r': 3.*\) is not the config this "
                                             r"subspace was built from \(\{.*'r': 2.*\); rerun stack_deltas and decompose"):

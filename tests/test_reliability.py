@@ -333,11 +333,11 @@ def test_a_damaged_artifact_fails_its_reader_and_keeps_finished_results(tiny_run
     stacked = workdir / "results" / "stacked" / "lora.safetensors"
     stacked.write_bytes(stacked.read_bytes()[:1000])  # truncated, as by a crash outside this workflow
     # A damaged input is not one Snakemake can see: force the stage that reads it.
-    decompose = "results/subspace/svd-d2/projections.safetensors"
+    decompose = "results/subspace/svd-d3/projections.safetensors"
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "dets").rglob("*.safetensors")}
     result = snakemake(workdir, TINY, decompose, "--force", "--allowed-rules", "decompose")
     assert result.returncode != 0
-    log = (workdir / "results" / "logs" / "decompose" / "svd-d2.log").read_text()
+    log = (workdir / "results" / "logs" / "decompose" / "svd-d3.log").read_text()
     assert "results/stacked/lora.safetensors: not a readable safetensors file" in log
     assert "delete it and rerun its stage" in log
     assert not (workdir / decompose).exists()  # the failed job's output is gone, nothing half-written
@@ -348,11 +348,11 @@ def test_a_subspace_of_another_det_config_is_refused_by_name(tiny_run, tiny_conf
     from deltaspace.spacefile import load_space
     from deltaspace.subspace import SubspaceError
 
-    path = tiny_run / "results" / "subspace" / "svd-d2" / "projections.safetensors"
+    path = tiny_run / "results" / "subspace" / "svd-d3" / "projections.safetensors"
     space = load_space(path)
     changed = {**tiny_config["dets"]["lora"], "r": 3}  # the config changed since the subspace was built
     classifier, _ = build_classifier(tiny_config["backbone"], changed, ["negative", "positive"], 0)
-    with pytest.raises(SubspaceError, match=r"svd-d2/projections.safetensors: the model given for dets.lora has "
+    with pytest.raises(SubspaceError, match=r"svd-d3/projections.safetensors: the model given for dets.lora has "
                                             r"\d+ DET entries in \d+ tensors; this subspace records \d+ in \d+, from "
                                             r"dets.lora = \{.*'r': 2"):
         space.decoded(classifier, "lora")

@@ -197,3 +197,19 @@ def test_original_table_has_mean_std_and_seed_count():
                           "metric": ["accuracy"] * 2, "value": [0.7, 0.8]})
     row = original_table(frame).iloc[0]
     assert row["mean"] == pytest.approx(0.75) and row["std"] == pytest.approx(0.0707, abs=1e-4) and row.seeds == 2
+
+
+def test_learned_says_how_far_it_moved_from_its_start():
+    from deltaspace.tables import learned_markdown, learned_table
+
+    history = pd.DataFrame([{"space": "learned-d4", "det": det, "step": step, "task_loss": loss, "distance": dist,
+                             "up_moved": up, "down_moved": down}
+                            for det, scale in (("lora", 1.0), ("prefix", 2.0))
+                            for step, loss, dist, up, down in ((50, 0.9, 3.0, 0.001, 0.01), (100, 0.5, 2.0, 0.004, 0.02))
+                            for loss, dist, up, down in [(loss * scale, dist, up * scale, down)]])
+    table = learned_table(history.sample(frac=1.0, random_state=0))  # rows in any order
+    row = table.set_index("det").loc["prefix"]
+    assert (row.steps, row.task_loss_first, row.task_loss_last, row.up_moved) == (100, 1.8, 1.0, 0.008)
+    text = learned_markdown(table)
+    assert "learned-d4, prefix: in 100 steps the up-projection moved 0.80% of its norm" in text
+    assert "task loss 0.900 -> 0.500" in text

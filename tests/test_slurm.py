@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starting a SLURM clus
 
 TASKS = ("sst2", "rte", "cr", "mr")
 TRAINED = [f"results/dets/lora/{task}/seed0/{name}" for task in TASKS for name in ("delta.safetensors", "metrics.parquet")]
-LATER = ["results/optimized/svd-d2/lora", "results/transfer/svd-d2/mr", "results/landscape", "results/report"]
+LATER = ["results/optimized/svd-d3/lora", "results/transfer/svd-d3/mr", "results/landscape", "results/report"]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """End to end: configs/tiny.yaml through Snakemake, then what a config change would rerun."""
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -93,57 +94,72 @@ def test_end_to_end_outputs(tiny_run, tiny_config):
 def test_subspace_stage_outputs(tiny_run, tiny_config):
     results = tiny_run / "results"
     dets = list(tiny_config["dets"])
-    space = load_space(results / "subspace" / "svd-d2" / "projections.safetensors")
+    space = load_space(results / "subspace" / "svd-d3" / "projections.safetensors")
     assert space.subspace.dets == sorted(dets) and space.meta["held_out"] == ["mr"]
     assert [r["task"] for r in space.meta["rows"]] == ["cr", "rte", "sst2"]  # mr never enters
     for det in dets:
         stacked, _ = load_tensors(results / "stacked" / f"{det}.safetensors")
-        assert space.subspace.projections[det].shape == (stacked["delta"].shape[1], 2)
-    codes = load_table(results / "subspace" / "svd-d2" / "codes.parquet")
-    assert list(codes.columns) == ["space", "task", "seed", "z0", "z1"] and len(codes) == 3
-    recon = load_table(results / "subspace" / "svd-d2" / "reconstruction.parquet")
+        assert space.subspace.projections[det].shape == (stacked["delta"].shape[1], 3)
+        assert torch.equal(space.subspace.offsets[det], torch.zeros(stacked["delta"].shape[1]))  # z = 0: the init
+    codes = load_table(results / "subspace" / "svd-d3" / "codes.parquet")
+    assert list(codes.columns) == ["space", "task", "seed", "z0", "z1", "z2"] and len(codes) == 3
+    recon = load_table(results / "subspace" / "svd-d3" / "reconstruction.parquet")
     assert len(recon) == 4 * len(dets)
-    # 3 solutions around their mean span exactly 2 directions: the seen ones are rebuilt exactly
+    # 3 solutions through the initial values span exactly 3 directions: the seen ones are rebuilt exactly
     assert recon[recon.seen].relative_error.max() < 1e-4 and set(recon[~recon.seen].task) == {"mr"}
 
-    for det in dets:
-        for task in ("sst2", "mr"):
-            run = results / "optimized" / "svd-d2" / det / task / "seed0"
-            z, _ = load_tensors(run / "z.safetensors")
-            got = load_table(run / "metrics.parquet").set_index(["split", "metric"]).value
-            # the start is a candidate: z stays where it began exactly when no evaluation beat it (best step 0)
-            assert z["z"].shape == (2,)
-            assert torch.equal(z["z"], z["z_init"]) == (got["train", "best_step"] == 0), f"{det}/{task}"
-            assert 0 <= got["test", "accuracy"] <= 1 and got["train", "trainable_params"] == 2
+    for det, task, name in itertools.product(dets, ("sst2", "mr"), ("svd-d3", "random-d3")):
+        run = results / "optimized" / name / det / task / "seed0"
+        z, _ = load_tensors(run / "z.safetensors")
+        got = load_table(run / "metrics.parquet").set_index(["split", "metric"]).value
+        # the start is a candidate: z stays where it began exactly when no evaluation beat it (best step 0)
+        assert z["z"].shape == (3,)
+        assert torch.equal(z["z"], z["z_init"]) == (got["train", "best_step"] == 0), f"{det}/{task}"
+        assert 0 <= got["test", "accuracy"] <= 1 and got["train", "trainable_params"] == 3
+        assert got["train", "z_norm_start"] == pytest.approx(float(z["z_init"].norm()))
+        history = load_table(run / "history.parquet")
+        assert list(history.step) == [0, 4, 8, 12] and set(history.lr) == {0.1}  # tiny.yaml: 12 steps, every 4
+        preds = load_table(run / "predictions.parquet")
+        assert set(preds.point) == {"init", "best"} and len(preds) == 2 * 32
+    control = load_space(results / "subspace" / "random-d3" / "projections.safetensors")
+    for det in dets:  # the control: the found one's size and column norms, other directions
+        p, q = space.subspace.projections[det], control.subspace.projections[det]
+        assert torch.allclose(q.norm(dim=0), p.norm(dim=0), rtol=1e-4) and not torch.allclose(p, q)
+    merged = load_table(results / "merge" / "lora" / "mr.parquet")
+    assert merged.kept.sum() == 1 and list(merged.scale) == [0.5, 1.0, 2.0, 4.0] and merged.sources.iloc[0] == 3
 
-    transfer = load_table(results / "transfer" / "svd-d2" / "mr" / "seed0.parquet")
+    transfer = load_table(results / "transfer" / "svd-d3" / "mr" / "seed0.parquet")
     pairs = transfer[transfer.metric == "accuracy"][["source", "target"]]
     assert len(pairs) == len(dets) ** 2 and len(pairs.drop_duplicates()) == len(dets) ** 2
     # a code decoded with its own DET is the subspace solution: transfer's diagonal is that DET's own test
     # accuracy from optimize_subspace (taken from its metrics, not evaluated twice)
     for det in dets:
-        own = load_table(results / "optimized" / "svd-d2" / det / "mr" / "seed0" / "metrics.parquet")
+        own = load_table(results / "optimized" / "svd-d3" / det / "mr" / "seed0" / "metrics.parquet")
         want = own[(own.split == "test") & (own.metric == "accuracy")].value.item()
         got = transfer[(transfer.source == det) & (transfer.target == det) & (transfer.metric == "accuracy")]
         assert got.value.item() == pytest.approx(want), det
 
-    land = load_table(results / "landscape" / "svd-d2" / "mr.parquet")
+    land = load_table(results / "landscape" / "svd-d3" / "mr.parquet")
     assert list(land.columns) == ["space", "task", "seed", "a", "b", "det", "metric", "value"]
     assert len(land[land.metric == "accuracy"]) == 3 * 3 * len(dets)
-    sol = load_table(results / "landscape" / "svd-d2" / "mr.solutions.parquet")
+    sol = load_table(results / "landscape" / "svd-d3" / "mr.solutions.parquet")
     assert list(sol.det) == ["adapter", "lora", "prefix"]  # by default the paper's three span the plane
-    assert (results / "landscape" / "svd-d2" / "mr.png").stat().st_size > 1000
+    assert (results / "landscape" / "svd-d3" / "mr.png").stat().st_size > 1000
 
     report = results / "report"
     table = load_table(report / "subspace.parquet")
     assert set(table.task) == {"sst2", "mr"} and set(table[~table.seen].task) == {"mr"}
     assert (table.relative - table.subspace / table.original).abs().max() < 1e-12
     index = (report / "index.md").read_text()
-    for heading in ("Optimisation in the subspace", "Cross-DET transfer", "Landscape", "svd-d2", "lora -> adapter"):
+    for heading in ("Optimisation in the subspace", "Cross-DET transfer", "Landscape", "svd-d3", "lora -> adapter"):
         assert heading in index
-    assert "../landscape/svd-d2/mr.png" in index
-    for name in ("relative.png", "dims.png", "index.html", "transfer.md", "landscape.parquet"):
+    assert "../landscape/svd-d3/mr.png" in index
+    for name in ("relative.png", "dims.png", "curves.png", "index.html", "transfer.md", "landscape.parquet",
+                 "headline.md", "gaps.parquet", "norms.md"):
         assert (report / name).stat().st_size > 0
+    headline = load_table(report / "headline.parquet")
+    assert set(zip(headline.det, headline.space, headline.control)) == {(d, "svd-d3", "random-d3") for d in dets}
+    assert index.index("## The answer") < index.index("## Found subspace against the random one")
 
 
 def test_report_tables_in_the_papers_form(tiny_run):
@@ -154,7 +170,7 @@ def test_report_tables_in_the_papers_form(tiny_run):
         assert f"| {det}" in paper  # every DET in every table, finetune, prompt and BitFit included
     original = load_table(report / "original.parquet")
     assert set(original.det) == set(DETS) and set(original.seeds) == {1}
-    assert "nothing to compare" in (report / "methods.md").read_text()  # tiny has svd only
+    assert "random-d3 against svd-d3" in (report / "methods.md").read_text()  # the control beside svd
 
 
 def test_learned_reuses_the_solutions_and_feeds_the_later_stages(tiny_run, tmp_path):
@@ -163,21 +179,21 @@ def test_learned_reuses_the_solutions_and_feeds_the_later_stages(tiny_run, tmp_p
     settings = {"steps": 4, "init": "svd", "log_every": 2, "batch_size": 4}
     config = tiny_with(tmp_path, "learned.yaml", lambda c: c["subspace"].update(methods=["svd", "learned"],
                                                                                  learned=settings))
-    target = "results/optimized/learned-d2/finetune/mr/seed0/z.safetensors"
+    target = "results/optimized/learned-d3/finetune/mr/seed0/z.safetensors"
     dry = snakemake(work, config, "--dry-run", target)
-    assert scheduled(dry) == {"results/subspace/learned-d2/projections.safetensors", target}, dry.stdout[-2000:]
+    assert scheduled(dry) == {"results/subspace/learned-d3/projections.safetensors", target}, dry.stdout[-2000:]
     result = snakemake(work, config, target)
     assert result.returncode == 0, result.stderr[-3000:]
-    learned = load_space(work / "results" / "subspace" / "learned-d2" / "projections.safetensors")
-    svd = load_space(work / "results" / "subspace" / "svd-d2" / "projections.safetensors")
+    learned = load_space(work / "results" / "subspace" / "learned-d3" / "projections.safetensors")
+    svd = load_space(work / "results" / "subspace" / "svd-d3" / "projections.safetensors")
     assert learned.subspace.method == "learned" and learned.meta["rows"] == svd.meta["rows"]
     for det in DETS:
         assert learned.subspace.projections[det].shape == svd.subspace.projections[det].shape
         assert torch.equal(learned.inits[det], svd.inits[det])
-    history = load_table(work / "results" / "subspace" / "learned-d2" / "history.parquet")
+    history = load_table(work / "results" / "subspace" / "learned-d3" / "history.parquet")
     assert set(history.det) == set(DETS) and list(history.step.unique()) == [2, 4]
     z, meta = load_tensors(work / target)
-    assert z["z"].shape == (2,) and meta["space"] == "learned-d2"
+    assert z["z"].shape == (3,) and meta["space"] == "learned-d3"
 
 
 def test_snakemake_report_gathers_the_plots(tiny_run):
@@ -195,12 +211,12 @@ def test_nothing_to_do_after_a_run(tiny_run):
 
 
 SUBSPACE_JOBS = {  # tiny: one subspace (svd, d=2), optimised on sst2 and mr, landscape on the held-out mr
-    "results/subspace/svd-d2/projections.safetensors",
-    *{f"results/optimized/svd-d2/{det}/{task}/seed0/z.safetensors"
+    "results/subspace/svd-d3/projections.safetensors",
+    *{f"results/optimized/svd-d3/{det}/{task}/seed0/z.safetensors"
       for det in DETS for task in ("sst2", "mr")},
-    "results/transfer/svd-d2/sst2/seed0.parquet",
-    "results/transfer/svd-d2/mr/seed0.parquet",
-    "results/landscape/svd-d2/mr.parquet",
+    "results/transfer/svd-d3/sst2/seed0.parquet",
+    "results/transfer/svd-d3/mr/seed0.parquet",
+    "results/landscape/svd-d3/mr.parquet",
     "results/report/subspace.parquet",
 }
 
@@ -220,7 +236,7 @@ def test_landscape_change_reruns_only_landscape_and_report(tiny_run, tmp_path):
     changed = tiny_with(tmp_path, "grid.yaml", lambda c: c["landscape"].update(grid=4))
     result = snakemake(tiny_run, changed, "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert scheduled(result) == {"results/landscape/svd-d2/mr.parquet", "results/report/subspace.parquet"}
+    assert scheduled(result) == {"results/landscape/svd-d3/mr.parquet", "results/report/subspace.parquet"}
 
 
 def test_held_out_change_keeps_the_training(tiny_run, tmp_path):
@@ -228,18 +244,42 @@ def test_held_out_change_keeps_the_training(tiny_run, tmp_path):
     result = snakemake(tiny_run, changed, "--dry-run")
     assert result.returncode == 0, result.stderr
     jobs = scheduled(result)
-    assert "results/subspace/svd-d2/projections.safetensors" in jobs
+    assert "results/subspace/svd-d3/projections.safetensors" in jobs
     assert not [p for p in jobs if p.startswith(("results/dets/", "results/stacked/"))]
 
 
 def test_several_dims_give_one_subspace_each_and_planes_from_two(tiny_run, tmp_path):
-    changed = tiny_with(tmp_path, "dims.yaml", lambda c: c["subspace"].update(dims=[1, 2]))
+    changed = tiny_with(tmp_path, "dims.yaml", lambda c: c["subspace"].update(dims=[1, 3]))
     result = snakemake(tiny_run, changed, "--dry-run")
     assert result.returncode == 0, result.stderr
     jobs = scheduled(result)
-    assert {p for p in jobs if p.startswith("results/subspace/")} == {"results/subspace/svd-d1/projections.safetensors"}
-    assert "results/transfer/svd-d1/mr/seed0.parquet" in jobs
-    assert not [p for p in jobs if p.startswith("results/landscape/")]  # a line has no plane; d2 is done
+    assert {p for p in jobs if p.startswith("results/subspace/")} == {
+        "results/subspace/svd-d1/projections.safetensors", "results/subspace/random-d1/projections.safetensors"}
+    assert {"results/transfer/svd-d1/mr/seed0.parquet", "results/transfer/random-d1/mr/seed0.parquet"} <= jobs
+    assert not [p for p in jobs if p.startswith("results/landscape/")]  # a line has no plane; d3 is done
+
+
+def test_both_offsets_run_side_by_side_each_with_its_control(tiny_run, tmp_path):
+    changed = tiny_with(tmp_path, "offsets.yaml", lambda c: c["subspace"].update(offsets=["init", "mean"], dims=[2]))
+    jobs = scheduled(snakemake(tiny_run, changed, "--dry-run"))
+    spaces = {p.split("/")[2] for p in jobs if p.startswith("results/subspace/")}
+    assert spaces == {"svd-d2", "svd-mean-d2", "random-d2", "random-mean-d2"}
+    assert {p.split("/")[2] for p in jobs if p.startswith("results/landscape/")} == {"svd-d2", "svd-mean-d2"}
+    assert not [p for p in jobs if p.startswith(("results/dets/", "results/stacked/", "results/merge/"))]
+
+
+def test_an_added_unseen_task_gets_its_controls_and_baselines(tmp_path):
+    """What a user (or a check) does: one more task, held out; the default optimises the held-out tasks."""
+    def add(c):
+        c["tasks"].append({"name": "trec", "source": "file", "path": "trec"})
+        c["subspace"].update(held_out=["mr", "trec"], tasks=None)
+
+    jobs = scheduled(snakemake(tmp_path, tiny_with(tmp_path, "ood.yaml", add), "--dry-run"))
+    for det in DETS:
+        for space in ("svd-d3", "random-d3"):
+            assert f"results/optimized/{space}/{det}/trec/seed0/z.safetensors" in jobs
+        assert f"results/merge/{det}/trec.parquet" in jobs and f"results/dets/{det}/trec/seed0/delta.safetensors" in jobs
+    assert not [p for p in jobs if "/sst2/" in p and p.startswith("results/optimized/")]  # seen: not optimised
 
 
 def test_shared_change_reruns_every_det(tiny_run, tmp_path):
@@ -316,7 +356,7 @@ def test_comments_and_docstrings_rerun_nothing(tiny_run, tmp_path):
     ("module", "rerun"),
     [
         ("tables.py", {"results/report/subspace.parquet"}),
-        ("landscape.py", {"results/landscape/svd-d2/mr.parquet", "results/report/subspace.parquet"}),
+        ("landscape.py", {"results/landscape/svd-d3/mr.parquet", "results/report/subspace.parquet"}),
         ("stages/stack_deltas.py", None),  # every stack, and all that follows from them
     ],
 )

@@ -15,6 +15,11 @@ from .paper import SETTINGS
 METRIC = "accuracy"
 
 
+def markdown(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    """A table as Markdown, a missing value shown as '-' (never 'nan')."""
+    return frame.astype(object).where(frame.notna(), None).to_markdown(index=False, floatfmt=floatfmt, missingval="-")
+
+
 def test_values(frame: pd.DataFrame, metric: str, keys: list[str], name: str) -> pd.DataFrame:
     """The test-split values of one metric, keyed, the value column named `name`."""
     rows = frame[(frame.split == "test") & (frame.metric == metric)]
@@ -99,7 +104,27 @@ def norms_markdown(table: pd.DataFrame) -> str:
         return "No code was optimised."
     return ("The code z starts at N(0, init_std); the source codes are the solutions that built each subspace. "
             "A search that ends far below the source codes' norm has not travelled to a solution's scale.\n\n"
-            + table.to_markdown(index=False, floatfmt=".3g"))
+            + markdown(table, ".3g"))
+
+
+def learned_table(history: pd.DataFrame) -> pd.DataFrame:
+    """Per learned subspace and DET: where its losses started and ended, and how far its projections moved
+    from their start over the configured steps (relative Frobenius distance of U and of the down-projection)."""
+    rows = []
+    for (space, det), h in history.sort_values("step").groupby(["space", "det"], sort=True):
+        first, last = h.iloc[0], h.iloc[-1]
+        rows.append({"space": space, "det": det, "steps": int(last.step), "task_loss_first": first.task_loss,
+                     "task_loss_last": last.task_loss, "distance_first": first.distance,
+                     "distance_last": last.distance, "up_moved": last.up_moved, "down_moved": last.down_moved})
+    return pd.DataFrame(rows)
+
+
+def learned_markdown(table: pd.DataFrame) -> str:
+    lines = [f"- {r.space}, {r.det}: in {r.steps} steps the up-projection moved {100 * r.up_moved:.2f}% of its norm "
+             f"from its start (the down-projection {100 * r.down_moved:.2f}%); task loss {r.task_loss_first:.3f} -> "
+             f"{r.task_loss_last:.3f}, reconstruction distance {r.distance_first:.3g} -> {r.distance_last:.3g} "
+             "(first and last logged averages)" for r in table.itertuples()]
+    return "\n".join(lines) + "\n\n" + markdown(table, ".4g")
 
 
 def seed_spread(frame: pd.DataFrame, column: str) -> tuple[float, float, int]:
@@ -165,13 +190,17 @@ def transfer_markdown(table: pd.DataFrame) -> str:
         for (source, target), group in pairs.groupby(["source", "target"], sort=False):
             line = {"transfer": f"{source} -> {target}"}
             for task, g in group.groupby("task", sort=True):
-                line[task] = f"{_mean_std(g)} ({g.accuracy.mean():.3f})"
+                random = "" if g.target_random.isna().all() else f"; random {g.target_random.mean():.3f}"
+                line[task] = (f"{_mean_std(g)} ({g.accuracy.mean():.3f}{random}; zero-shot "
+                              f"{g.target_zero_shot.mean():.3f})")
             line["average"] = _mean_std(group)
             lines.append(line)
         majority = {task: f"({g.majority.mean():.3f})" for task, g in rows.groupby("task", sort=True)}
         lines.append({"transfer": "majority class", **majority, "average": ""})
-        parts.append(f"### {space}\n\nRelative performance, % of the target DET's original-space test accuracy "
-                     "(accuracy in brackets):\n\n" + pd.DataFrame(lines).fillna("").to_markdown(index=False))
+        parts.append(f"### {space}\n\nRelative performance, % of the target DET's original-space test accuracy; in "
+                     "brackets the accuracy, and beside it the target DET's own code in the random control of this "
+                     "subspace and the target at zero-shot:\n\n"
+                     + pd.DataFrame(lines).fillna("").to_markdown(index=False, disable_numparse=True))
     return "\n\n".join(parts)
 
 

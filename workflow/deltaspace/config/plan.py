@@ -157,8 +157,9 @@ def report_files(cfg: dict) -> dict[str, list[str]]:
     """The report's outputs: tables (Parquet and Markdown), plots and the index pages."""
     names = ("headline", "gaps", "original", "subspace", "norms", "merge", "methods", "transfer", "landscape",
              "reconstruction")
-    names += ("paper",) if cfg["report"]["paper"] else ()
-    plots = ["relative", "dims", "curves"] + (["learned"] if "learned" in cfg["subspace"]["methods"] else [])
+    learned = "learned" in cfg["subspace"]["methods"]
+    names += (("paper",) if cfg["report"]["paper"] else ()) + (("learned",) if learned else ())
+    plots = ["relative", "dims", "curves"] + (["learned"] if learned else [])
     return {
         "tables": [f"results/report/{name}.{ext}" for name in names for ext in ("parquet", "md")],
         "plots": [f"results/report/{name}.png" for name in plots],

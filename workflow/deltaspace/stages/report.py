@@ -13,18 +13,21 @@ from ..paper import SETTINGS
 from ..gaps import answer, gap_table, gaps_markdown, headline_markdown, headline_table, task_runs
 from ..plots import plot_curves, plot_dims, plot_learned, plot_relative
 from ..tables import (
-    test_values,
-    norms_markdown,
-    norms_table,
     landscape_table,
+    learned_markdown,
+    learned_table,
+    markdown,
     methods_markdown,
     methods_table,
     original_markdown,
+    norms_markdown,
+    norms_table,
     original_table,
     paper_markdown,
     paper_table,
     subspace_markdown,
     subspace_table,
+    test_values,
     transfer_markdown,
     transfer_table,
 )
@@ -70,15 +73,20 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
         "original": (orig, original_markdown(orig)),
         "subspace": (sub, subspace_markdown(sub)),
         "norms": (norms, norms_markdown(norms)),
-        "merge": (merged, merged.to_markdown(index=False, floatfmt=".3f") if len(merged) else "No merge."),
+        "merge": (merged, markdown(merged) if len(merged) else "No merge."),
         "methods": (methods, methods_markdown(methods)),
         "transfer": (trans, transfer_markdown(trans)),
-        "landscape": (land, land.to_markdown(index=False, floatfmt=".3f") if len(land) else "No landscape was swept."),
-        "reconstruction": (recon, recon.to_markdown(index=False, floatfmt=".3f")),
+        "landscape": (land, markdown(land) if len(land) else "No landscape was swept."),
+        "reconstruction": (recon, markdown(recon)),
     }
     if paper:
         compared = paper_table(sub, trans, paper, paper_rows or {}, det_methods or {})
         sections["paper"] = (compared, paper_markdown(compared, paper))
+    history = pd.concat([load_table(p).assign(space=Path(p).parent.name) for p in learned], ignore_index=True) \
+        if learned else None
+    if history is not None:
+        moved = learned_table(history)
+        sections["learned"] = (moved, learned_markdown(moved))
     for name, (frame, text) in sections.items():
         save_table(out / f"{name}.parquet", frame)
         _write(out / f"{name}.md", text + "\n")
@@ -86,9 +94,8 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     plot_dims(gaps, out / "dims.png")
     plot_curves(_concat(histories), out / "curves.png")
     plots = ["relative.png", "dims.png", "curves.png"]
-    if learned:
-        plot_learned(pd.concat([load_table(p).assign(space=Path(p).parent.name) for p in learned], ignore_index=True),
-                     out / "learned.png")
+    if history is not None:
+        plot_learned(history, out / "learned.png")
         plots.append("learned.png")
     _index(out, sections, answer(headline), plots, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
 
@@ -109,6 +116,7 @@ def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: 
         "transfer": "Cross-DET transfer",
         "landscape": f"Landscape: share of the grid where every DET closes {threshold:.0%} of its gap (zero-shot to "
                      "original)",
+        "learned": "Method learned: its losses and how far it moved from its start",
         "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the "
                           "deviation from the offset)",
     }
