@@ -355,3 +355,16 @@ def test_the_search_travels_from_zero_shot_to_the_source_codes_scale(run):
                                                                    "accuracy_at_init"), abs=0.05)
     history = load_table(run.optimized("lora", 0) / "history.parquet")
     assert history.step.max() == 64 and list(history.step[:2]) == [0, 8]  # the start, then every 8 steps
+
+
+def test_the_merge_keeps_the_scale_best_on_validation_and_scores_it_on_test(run):
+    for det in DETS:
+        table = load_table(run.root / "merge" / f"{det}.parquet")
+        assert list(table.scale) == [0.5, 1.0] and table.kept.sum() == 1 and set(table.sources) == {len(SEEDS)}
+        kept = table[table.kept].iloc[0]
+        assert kept.validation_accuracy == table.validation_accuracy.max()
+        assert kept.test_accuracy == correct(run.root / "merge" / f"{det}.predictions.parquet").mean()
+    # the merge of LoRA's three marker solutions at scale 1 is their mean: it solves the task like each does
+    lora = load_table(run.root / "merge" / "lora.parquet").set_index("scale")
+    assert lora.loc[1.0].validation_accuracy >= metric(run.det("lora", 0) / "metrics.parquet", "accuracy",
+                                                       "validation") - 0.1

@@ -54,3 +54,31 @@ def test_scores():
     got = scores(np.array([0, 1, 1, 1]), np.array([0, 1, 0, 1]), 2, majority=1)
     assert got["accuracy"] == 0.75 and got["majority_accuracy"] == 0.5
     assert got["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def budget_run(tiny: dict, **budget):
+    """The adapter on sst2 with a step budget (tiny: 64 examples, 4 batches of 16 an epoch) at a rate too small
+    to change any prediction."""
+    task = load_task(task_config(tiny, "sst2"), tiny["data"], ROOT)
+    classifier, _ = build_classifier(tiny["backbone"], tiny["dets"]["adapter"], task.labels, 0)
+    splits = {name: Split.of(classifier, frame) for name, frame in task.splits.items()}
+    cfg = {key: value for key, value in tiny["train"].items() if key not in ("epochs", "evals_per_epoch")} | budget
+    return train(classifier, splits, cfg, lr=1e-12, seed=0, device=torch.device("cpu"))
+
+
+def test_a_step_budget_runs_on_across_epochs_and_evaluates_every_n_steps(tiny):
+    result = budget_run(tiny, steps=10, eval_every=3, patience=None)
+    got = {(m["split"], m["metric"]): m["value"] for m in result.metrics}
+    assert [h["step"] for h in result.history] == [3, 6, 9, 10]  # and at the last step
+    assert got["train", "steps"] == 10 and got["train", "examples"] == 160  # 2.5 epochs of 4 full batches
+    assert result.history[-1]["epoch"] == pytest.approx(2.5)
+
+
+def test_early_stopping_ends_a_run_after_patience_evaluations_without_a_better_one(tiny):
+    result = budget_run(tiny, steps=40, eval_every=2, patience=3)
+    # nothing changes at lr 1e-12: step 2 is the best, steps 4, 6 and 8 do not beat it, the run stops at 8
+    assert [h["step"] for h in result.history] == [2, 4, 6, 8]
+    got = {(m["split"], m["metric"]): m["value"] for m in result.metrics}
+    assert got["train", "steps"] == 8 and got["train", "best_step"] == 2
+    assert set(result.predictions) == {"test_init", "test"}
+    assert (result.predictions["test"] == result.predictions["test_init"]).all()
