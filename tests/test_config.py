@@ -303,7 +303,8 @@ def test_default_holds_a_task_out_and_fits_its_dims():
     cfg = validate_config(DEFAULT, ROOT)
     assert cfg["subspace"]["held_out"], "the default must hold at least one task out"
     seen = len(cfg["tasks"]) - len(cfg["subspace"]["held_out"])
-    assert max(cfg["subspace"]["dims"]) <= seen * len(cfg["train"]["seeds"]) - 1
+    centred = "mean" in cfg["subspace"]["offsets"]  # through the mean n solutions span n - 1 directions, else n
+    assert max(cfg["subspace"]["dims"]) <= seen * len(cfg["train"]["seeds"]) - centred
 
 
 @pytest.mark.parametrize(
@@ -311,7 +312,7 @@ def test_default_holds_a_task_out_and_fits_its_dims():
     [
         ("subspace.held_out", ["imdb"], "subspace.held_out", "'imdb' not in the config"),
         ("subspace.held_out", ["rotten_tomatoes", "subjectivity", "bbc_news"], "subspace.held_out", "every task"),
-        ("subspace.dims", [1, 4], "subspace.dims", "subjectivity, bbc_news give 4 solutions"),
+        ("subspace.dims", [1, 5], "subspace.dims", "subjectivity, bbc_news give 4 solutions"),
         ("subspace.dims", [0], "subspace.dims[0]", "minimum"),
         ("subspace.methods", ["pca"], "subspace.methods[0]", "svd"),
         ("subspace.seeds", [3], "subspace.seeds", "[3] are not seeds of 'rotten_tomatoes' [0]"),
@@ -338,22 +339,31 @@ def test_a_task_may_have_its_own_seeds():
 
     tasks = copy.deepcopy(DEFAULT["tasks"])
     tasks[1]["seeds"] = [0, 1, 2, 3, 4]  # subjectivity: five solutions per DET
-    cfg = validate_config(changed("subspace.dims", [4], changed("tasks", tasks)), ROOT)
+    cfg = validate_config(changed("subspace.tasks", ["rotten_tomatoes", "subjectivity"],
+                                  changed("subspace.dims", [4], changed("tasks", tasks))), ROOT)
     assert task_seeds(cfg, "subjectivity") == [0, 1, 2, 3, 4] and task_seeds(cfg, "bbc_news") == [0, 1]
     assert ("subjectivity", 4) in runs(cfg) and ("bbc_news", 4) not in runs(cfg) and len(runs(cfg)) == 8  # rotten_tomatoes: one seed
     assert optimize_runs(cfg) == [("rotten_tomatoes", 0), ("subjectivity", 0)]  # subspace.seeds [0]
     assert "seeds" not in task_config(cfg, "subjectivity")  # which runs exist is not what a run computes
-    everything = validate_config(changed("subspace.seeds", None, changed("tasks", tasks)), ROOT)
+    everything = validate_config(changed("subspace.seeds", None, changed("subspace.tasks", ["rotten_tomatoes", "subjectivity"],
+                                                                         changed("tasks", tasks))), ROOT)
     assert ("subjectivity", 3) in optimize_runs(everything) and ("rotten_tomatoes", 3) not in optimize_runs(everything)
-    # 5 + 2 solutions per DET: svd allows d <= 6
-    fails(changed("subspace.dims", [7], changed("tasks", tasks)), "subspace.dims")
+    held_out = validate_config(changed("subspace.tasks", None, changed("tasks", tasks)), ROOT)
+    assert optimize_runs(held_out) == [("rotten_tomatoes", 0)]  # null: the held-out tasks
+    # 5 + 2 solutions per DET: through the init svd allows d <= 7, through their mean d <= 6
+    validate_config(changed("subspace.dims", [7], changed("tasks", tasks)), ROOT)
+    fails(changed("subspace.dims", [8], changed("tasks", tasks)), "subspace.dims")
+    fails(changed("subspace.offsets", ["init", "mean"], changed("subspace.dims", [7], changed("tasks", tasks))),
+          "subspace.dims")
 
 
 def test_learned_alone_is_not_bound_by_the_number_of_solutions():
-    cfg = validate_config(changed("subspace.methods", ["learned"], changed("subspace.dims", [10])), ROOT)
+    no_control = changed("subspace.control", False, changed("subspace.dims", [10]))  # the control is svd-scaled
+    cfg = validate_config(changed("subspace.methods", ["learned"], no_control), ROOT)
     assert cfg["subspace"]["learned"] == {"steps": 100000, "batch_size": 8, "lr": 1e-4, "alpha": 0.1, "init": "random",
                                           "seed": 0, "log_every": 50}  # the paper's single-task values
-    fails(changed("subspace.methods", ["svd", "learned"], changed("subspace.dims", [10])), "subspace.dims")
+    fails(changed("subspace.methods", ["svd", "learned"], no_control), "subspace.dims")
+    fails(changed("subspace.methods", ["learned"], changed("subspace.dims", [10])), "subspace.dims")
 
 
 @pytest.mark.parametrize("name", ["single_task", "multi_task"])

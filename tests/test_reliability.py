@@ -198,7 +198,7 @@ def test_a_train_det_job_killed_mid_run_leaves_no_output_and_its_rerun_resumes(t
     load_tensors(out / "delta.safetensors")
     examples = load_table(out / "metrics.parquet").query("split == 'train' and metric == 'examples'").value.item()
     assert examples == epochs * 64
-    assert sorted(p.name for p in out.iterdir()) == ["delta.safetensors", "metrics.parquet"]  # no checkpoint, no temp
+    assert sorted(p.name for p in out.iterdir()) == ["delta.safetensors", "metrics.parquet", "predictions.parquet"]  # no checkpoint, no temp
 
 
 # -- 2. faults: a full disk ----------------------------------------------------------------------------------
@@ -367,7 +367,8 @@ def test_same_config_and_seed_give_the_same_bytes(tiny_config, tmp_path):
 
 
 STAGE_FOLDERS = {"train_det": "dets", "stack_deltas": "stacked", "decompose": "subspace", "decompose_learned": "subspace",
-                 "optimize_subspace": "optimized", "transfer": "transfer", "landscape": "landscape", "report": "report"}
+                 "merge": "merge", "optimize_subspace": "optimized", "transfer": "transfer", "landscape": "landscape",
+                 "report": "report"}
 
 
 def test_every_artifact_records_versions_config_and_code(tiny_run):
