@@ -58,24 +58,29 @@ def plot_dims(gaps: pd.DataFrame, path) -> None:
 
 
 def plot_curves(history: pd.DataFrame, path) -> None:
-    """Validation accuracy against the step of every optimisation in a subspace: one panel per (space, task),
-    one line per DET and learning rate (the seeds of one averaged)."""
+    """Every search for a code: validation accuracy (top) and training loss (below) against the step, one
+    column per (space, task), one line per DET and learning rate (the seeds of one averaged)."""
     plt = pyplot()
     panels = list(history.groupby(["space", "task"], sort=True))
     cols = min(4, max(1, len(panels)))
     rows = -(-max(1, len(panels)) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.2 * rows), squeeze=False, sharey=True)
-    for ax, ((space, task), frame) in zip(axes.flat, panels):
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(4.0 * cols, 5.6 * rows), squeeze=False, sharex="col")
+    for k, ((space, task), frame) in enumerate(panels):
+        top, bottom = axes[2 * (k // cols), k % cols], axes[2 * (k // cols) + 1, k % cols]
         for (det, lr), g in frame.groupby(["det", "lr"], sort=True):
-            curve = g.groupby("step").validation_accuracy.mean()
-            ax.plot(curve.index, curve.values, marker=".", label=f"{det} lr {lr:g}")
-        ax.set_title(f"{space} / {task}", fontsize=9)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=6)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("validation accuracy")
+            curve = g.groupby("step")[["validation_accuracy", "train_loss"]].mean()
+            line, = top.plot(curve.index, curve.validation_accuracy, marker=".", label=f"{det} lr {lr:g}")
+            loss = curve.train_loss.dropna()  # step 0, the start, has no training loss
+            bottom.plot(loss.index, loss.values, marker=".", color=line.get_color())
+        top.set_title(f"{space} / {task}", fontsize=9)
+        top.legend(fontsize=6)
+        bottom.set_xlabel("step")
+        if k % cols == 0:
+            top.set_ylabel("validation accuracy")
+            bottom.set_ylabel("training loss")
+    for k in range(len(panels), rows * cols):
+        axes[2 * (k // cols), k % cols].set_visible(False)
+        axes[2 * (k // cols) + 1, k % cols].set_visible(False)
     save_figure(fig, path)
 
 
