@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, snakemake, tiny_with
 from deltaspace import dets
 from deltaspace.config import ConfigError, load_config, validate_config
 from deltaspace.config.schema import load_schema
@@ -21,6 +20,8 @@ from deltaspace.names import SpaceName
 from deltaspace.stages.decompose import decompose_stacks
 from deltaspace.subspace import SubspaceError
 from deltaspace.tasks import TaskError, check_task
+
+from conftest import ROOT, snakemake, tiny_with
 
 LIBRARY = ROOT / "workflow" / "deltaspace"
 RULES = ROOT / "workflow" / "rules"

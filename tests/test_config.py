@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from deltaspace.config import ConfigError, load_config, validate_config
-from deltaspace.config.plan import backbone_slice, data_slice, det_config, det_names, task_config, task_names, train_slice
+from deltaspace.config.plan import (
+    backbone_slice,
+    data_slice,
+    det_config,
+    det_names,
+    task_config,
+    task_names,
+    train_slice,
+)
 from deltaspace.config.schema import load_schema
 from deltaspace.dets import METHODS as DET_METHODS
 

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT
 from deltaspace.config.plan import train_params
 from deltaspace.delta import TRAINED, Layout
 from deltaspace.heads import build_classifier
@@ -30,6 +29,8 @@ from deltaspace.stages.train_det import train_det
 from deltaspace.stages.transfer import transfer
 from deltaspace.tasks import load_task
 from deltaspace.train import Split, predict, train
+
+from conftest import ROOT
 
 DETS = {"lora": 0.1, "adapter": 0.05}  # learning rates (the adapter of 2 dimensions learns little here)
 SEEDS = (0, 1, 2)  # training seeds: three solutions per DET, a 3-dimensional subspace through the init holds them all

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from deltaspace import subspace as subspace_module
+from deltaspace.decoded import Decoded, predict_codes
 from deltaspace.delta import Layout
 from deltaspace.dets import METHODS
 from deltaspace.heads import build_classifier
-from deltaspace.decoded import Decoded, predict_codes
 from deltaspace.subspace import SubspaceError, decompose
 from deltaspace.train import Split, predict
 

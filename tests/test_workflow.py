@@ -15,8 +15,8 @@ import yaml
 
 from deltaspace.delta import INIT, TRAINED
 from deltaspace.io import load_table, load_tensors
-from deltaspace.stages.stack_deltas import read_delta
 from deltaspace.spacefile import load_space
+from deltaspace.stages.stack_deltas import read_delta
 
 from conftest import ROOT, TINY, snakemake, tiny_with
 

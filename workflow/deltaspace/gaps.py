@@ -120,8 +120,8 @@ def headline_table(runs: dict[str, Runs], gaps: pd.DataFrame, majority: dict) ->
         a = runs[task].correct("optimized", det=det, space=space, seed=seeds)
         b = runs[task].correct("optimized", det=det, space=control, seed=seeds)
         diff = difference(a, b, runs[task].index) if len(b) else Estimate(math.nan, math.nan, math.nan)
-        row = {"space": space, "det": det, "task": task, "seen": bool(f.seen), "seeds": int(f.seeds), "original": f.original,
-               "zero_shot": f.zero_shot, "majority": float(majority.get((det, task), math.nan)),
+        row = {"space": space, "det": det, "task": task, "seen": bool(f.seen), "seeds": int(f.seeds),
+               "original": f.original, "zero_shot": f.zero_shot, "majority": float(majority.get((det, task), math.nan)),
                "measurable": bool(f.measurable), "found": f.accuracy, "found_g": f.g, "found_g_low": f.g_low,
                "found_g_high": f.g_high, "control": control if control in by_space.index else "",
                "difference": diff.value, "difference_low": diff.low, "difference_high": diff.high}
@@ -203,7 +203,8 @@ def gaps_markdown(table: pd.DataFrame) -> str:
         if r.measurable and not math.isnan(r.g_std):
             g += f" ± {r.g_std:.2f}"
         lines.append({"task": f"{r.task} ({'seen' if r.seen else 'unseen'})", "DET": r.det, "run": r.space,
-                      "seeds": str(r.seeds), "accuracy": f"{r.accuracy:.3f} [{r.accuracy_low:.3f}, {r.accuracy_high:.3f}]",
+                      "seeds": str(r.seeds),
+                      "accuracy": f"{r.accuracy:.3f} [{r.accuracy_low:.3f}, {r.accuracy_high:.3f}]",
                       "relative %": f"{100 * r.relative:.1f}" + ("" if math.isnan(r.relative_std)
                                                                  else f" ± {100 * r.relative_std:.1f}"),
                       "g": g, "original": f"{r.original:.3f}", "zero-shot": f"{r.zero_shot:.3f}",

@@ -139,7 +139,8 @@ def decompose(stacks: Mapping[str, torch.Tensor], dim: int, method: str = "svd",
     values, vectors = values.flip(0).clamp(min=0.0), vectors.flip(1)
     if values[dim - 1] <= 1e-10 * values[0]:
         rank = int((values > 1e-10 * values[0]).sum())
-        raise SubspaceError(f"dim {dim}: the solutions span only {rank} directions" + (" around their mean" if centre else ""))
+        around = " around their mean" if centre else ""
+        raise SubspaceError(f"dim {dim}: the solutions span only {rank} directions{around}")
     u = vectors[:, :dim]
     u = u * torch.where(u[u.abs().argmax(0), torch.arange(dim)] < 0, -1.0, 1.0)  # deterministic signs
     projections = {}

@@ -69,7 +69,8 @@ def landscape_table(landscape: pd.DataFrame, solutions: pd.DataFrame, original: 
     accuracy; each DET's best on the grid beside its original and zero-shot accuracy."""
     out = []
     run = ["det", "task", "seed"]
-    base = test_values(original, METRIC, run, "original").merge(test_values(original, "accuracy_at_init", run, "zero_shot"), on=run)
+    base = test_values(original, METRIC, run, "original").merge(
+        test_values(original, "accuracy_at_init", run, "zero_shot"), on=run)
     for (space, task, seed), grid in landscape.groupby(["space", "task", "seed"], sort=True):
         ref = base[(base.task == task) & (base.seed == seed)].set_index("det")
         acc = grid[grid.metric == METRIC]
@@ -294,8 +295,8 @@ def paper_table(sub: pd.DataFrame, trans: pd.DataFrame, setting: str, paper_rows
                 row = "average" if task == "average" else paper_rows.get(task)
                 ref = paper["average"].get(method) if task == "average" else \
                     paper["rows"].get(row, {}).get(method) if row else None
-                rows.append(_against(space, "optimisation", task, det, frame, ref, row or "",
-                                     (frame.zero_shot / frame.original).mean(), (random.subspace / random.original).mean()))
+                baselines = ((frame.zero_shot / frame.original).mean(), (random.subspace / random.original).mean())
+                rows.append(_against(space, "optimisation", task, det, frame, ref, row or "", *baselines))
         pairs = trans[(trans.space == space) & (trans.source != trans.target) & trans.task.isin(part.task)]
         for (source, target), group in pairs.groupby(["source", "target"], sort=True):
             key = (det_methods.get(source, source), det_methods.get(target, target))

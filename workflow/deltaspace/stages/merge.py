@@ -57,4 +57,5 @@ def merge(*, stacked, index, det_name: str, det_cfg: dict, backbone: dict, data:
     table["test_accuracy"] = np.where(table.kept, test_accuracy, np.nan)
     save_table(table_path, table.assign(**ids)[["det", "task", "sources", "scale", "kept", "validation_accuracy",
                                                  "test_accuracy"]])
-    save_table(predictions_path, predictions_frame({"test": preds}, test.labels).assign(det=det_name, task=task["name"]))
+    save_table(predictions_path, predictions_frame({"test": preds}, test.labels).assign(det=det_name,
+                                                                                        task=task["name"]))

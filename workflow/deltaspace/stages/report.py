@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..gaps import answer, gap_table, gaps_markdown, headline_markdown, headline_table, task_runs
 from ..io import PROVENANCE, atomic_path, load_table, provenance, save_table
 from ..paper import SETTINGS
-from ..gaps import answer, gap_table, gaps_markdown, headline_markdown, headline_table, task_runs
 from ..plots import plot_curves, plot_dims, plot_learned, plot_relative
 from ..tables import (
     landscape_table,
@@ -19,9 +19,9 @@ from ..tables import (
     markdown,
     methods_markdown,
     methods_table,
-    original_markdown,
     norms_markdown,
     norms_table,
+    original_markdown,
     original_table,
     paper_markdown,
     paper_table,
