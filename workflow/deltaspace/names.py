@@ -19,8 +19,12 @@ class SpaceName:
     offset: str = "init"
 
     def __str__(self) -> str:
-        method = self.method if self.offset == "init" else f"{self.method}-{self.offset}"
-        return FORMAT.format(method=method, dim=self.dim)
+        return FORMAT.format(method=self.family, dim=self.dim)
+
+    @property
+    def family(self) -> str:
+        """The name without its dimension: the method, and the offset unless it is the paper's (svd, svd-mean)."""
+        return self.method if self.offset == "init" else f"{self.method}-{self.offset}"
 
     @classmethod
     def parse(cls, text: str) -> SpaceName:
@@ -37,8 +41,4 @@ class SpaceName:
     def control(self) -> SpaceName:
         """The random-subspace control of this (found) subspace: same dimension and offset."""
         return SpaceName(CONTROL, self.dim, self.offset)
-
-    @property
-    def offset_label(self) -> str:
-        return "z = 0 at the initial values" if self.offset == "init" else "z = 0 at the mean source solution"
 

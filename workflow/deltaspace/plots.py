@@ -38,8 +38,7 @@ def plot_dims(gaps: pd.DataFrame, path) -> None:
         rows = unseen[unseen.det == det]
         spaces = rows[~rows.space.isin(["merge", "zero-shot"])]
         names = spaces.space.map(SpaceName.parse)
-        frame = spaces.assign(method=names.map(lambda n: n.method + ("" if n.offset == "init" else "-mean")),
-                              dim=names.map(lambda n: n.dim))
+        frame = spaces.assign(method=names.map(lambda n: n.family), dim=names.map(lambda n: n.dim))
         for method, g in frame.groupby("method", sort=True):
             curve = g.groupby("dim")[["accuracy", "accuracy_low", "accuracy_high"]].mean()
             style = "--" if method.startswith("random") else "-"

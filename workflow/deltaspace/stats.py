@@ -76,13 +76,13 @@ class Gap:
 
 
 def gap_closed(run, zero_shot, original, index: np.ndarray, level: float = LEVEL) -> Gap:
-    gap = difference(original, zero_shot, index, level)
+    v_zero, s_zero = accuracy(zero_shot, index)
+    v_orig, s_orig = accuracy(original, index)
+    gap = Estimate(v_orig - v_zero, *bounds(s_orig - s_zero, level))
     if not gap.low > 0:
         nan = float("nan")
         return Gap(Estimate(nan, nan, nan), gap, False)
     v_run, s_run = accuracy(run, index)
-    v_zero, s_zero = accuracy(zero_shot, index)
-    _, s_orig = accuracy(original, index)
     with np.errstate(divide="ignore", invalid="ignore"):
         samples = (s_run - s_zero) / (s_orig - s_zero)
     return Gap(Estimate((v_run - v_zero) / gap.value, *bounds(samples, level)), gap, True)

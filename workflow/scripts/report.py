@@ -7,20 +7,10 @@ from deltaspace.logs import job
 from deltaspace.stages.report import build_report
 
 with job(snakemake):
+    files = ("original", "optimized", "transfer", "landscape", "solutions", "reconstruction", "original_predictions",
+             "predictions", "histories", "merge", "merge_predictions", "codes", "learned")
     build_report(
-        original=list(snakemake.input.original),
-        optimized=list(snakemake.input.optimized),
-        transfer=list(snakemake.input.transfer),
-        landscape=list(snakemake.input.landscape),
-        solutions=list(snakemake.input.solutions),
-        reconstruction=list(snakemake.input.reconstruction),
-        original_predictions=list(snakemake.input.original_predictions),
-        predictions=list(snakemake.input.predictions),
-        histories=list(snakemake.input.histories),
-        merge=list(snakemake.input.merge),
-        merge_predictions=list(snakemake.input.merge_predictions),
-        codes=list(snakemake.input.codes),
-        learned=list(snakemake.input.learned),
+        **{name: list(snakemake.input[name]) for name in files},
         held_out=snakemake.params.held_out,
         threshold=snakemake.params.threshold,
         det_methods=dict(snakemake.params.det_methods),

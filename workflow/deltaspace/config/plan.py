@@ -75,11 +75,6 @@ def optimize_runs(cfg: dict) -> list[tuple[str, int]]:
     return [(task, seed) for task in optimize_tasks(cfg) for seed in seeds or task_seeds(cfg, task)]
 
 
-def optimize_lrs(cfg: dict) -> list[float]:
-    """subspace.optimize.lr as a list: each is tried, the code best on validation kept."""
-    lr = cfg["subspace"]["optimize"]["lr"]
-    return list(lr) if isinstance(lr, list) else [lr]
-
 
 def landscape_tasks(cfg: dict) -> list[str]:
     """Tasks swept by the landscape stage: as configured, else the held-out tasks, else every task."""

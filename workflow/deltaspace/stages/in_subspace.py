@@ -27,11 +27,16 @@ def prepare(space_path, det_configs: dict[str, dict], backbone: dict, task: dict
     if space.meta["backbone"] != backbone:
         raise SubspaceError(f"{space_path}: built from solutions on another backbone than the config's; rerun decompose")
     for det, now in det_configs.items():
-        recorded = space.meta["det_configs"][det]
-        if now != recorded:
-            raise SubspaceError(f"{space_path}: dets.{det} as configured now ({now}) is not the config this subspace "
-                                f"was built from ({recorded}); rerun stack_deltas and decompose")
+        check_configured(space_path, det, now, space.meta["det_configs"][det], "this subspace was built from",
+                         "rerun stack_deltas and decompose")
     return space, load_task(task, data, Path(base_dir)), device
+
+
+def check_configured(path, det: str, now: dict, recorded: dict, recorded_as: str, rerun: str) -> None:
+    """Refuse an artifact made with another config of the DET than the one configured now, naming both."""
+    if now != recorded:
+        raise SubspaceError(f"{path}: dets.{det} as configured now ({now}) is not the config {recorded_as} "
+                            f"({recorded}); {rerun}")
 
 
 def decoded_model(space: SpaceFile, det: str, backbone: dict, labels: list[str], z=None) -> Decoded:

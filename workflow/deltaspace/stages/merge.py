@@ -16,6 +16,7 @@ from ..models import job_device
 from ..subspace import SubspaceError
 from ..tasks import load_task
 from ..train import Split, predictions_frame
+from .in_subspace import check_configured
 
 
 def merge(*, stacked, index, det_name: str, det_cfg: dict, backbone: dict, data: dict, task: dict,
@@ -28,9 +29,8 @@ def merge(*, stacked, index, det_name: str, det_cfg: dict, backbone: dict, data:
     rows = load_table(index)
     if "delta" not in tensors or len(rows) != tensors["delta"].shape[0]:
         raise ArtifactError(f"{stacked}: not a stack_deltas output that fits {index}")
-    if meta["det_config"] != det_cfg:
-        raise SubspaceError(f"{stacked}: dets.{det_name} as configured now ({det_cfg}) is not the config its "
-                            f"solutions were trained with ({meta['det_config']}); rerun train_det and stack_deltas")
+    check_configured(stacked, det_name, det_cfg, meta["det_config"], "its solutions were trained with",
+                     "rerun train_det and stack_deltas")
     if meta["backbone"] != backbone:
         raise SubspaceError(f"{stacked}: trained on another backbone than the config's; rerun train_det")
     sources = torch.as_tensor(~rows.task.isin(held_out).to_numpy())

@@ -51,8 +51,8 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
                  det_methods: dict[str, str] | None = None, paper: str | None = None,
                  paper_rows: dict[str, str] | None = None) -> None:
     out = Path(out_dir)
-    original_frame = _concat(original)
-    sub = subspace_table(original_frame, _concat(optimized), held_out)
+    original_frame, optimized_frame = _concat(original), _concat(optimized)
+    sub = subspace_table(original_frame, optimized_frame, held_out)
     trans = transfer_table(original_frame, _concat(transfer), sub)
     land = landscape_table(_concat(landscape), _concat(solutions), original_frame, threshold) if landscape \
         else pd.DataFrame(columns=["space", "task", "seed", "plane", "points", "share_of_gap", "share_of_original"])
@@ -62,7 +62,7 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     gaps = gap_table(runs, held_out)
     majority = test_values(original_frame, "majority_accuracy", ["det", "task", "seed"], "majority")
     headline = headline_table(runs, gaps, majority.groupby(["det", "task"]).majority.mean().to_dict())
-    norms = norms_table(_concat(optimized), _concat(codes))
+    norms = norms_table(optimized_frame, _concat(codes))
     merged = _concat(merge)
 
     orig = original_table(original_frame)
