@@ -555,3 +555,17 @@ def test_hub_errors(hub_dataset, monkeypatch):
     check_task(task, DATA, Path.cwd())  # hub checks never touch the network
     with pytest.raises(TaskError, match=r"cannot load from the hub \(no network\)"):
         load_task(task, DATA, Path.cwd())
+
+
+def test_hub_unlabelled_rows(hub_dataset):
+    """A ClassLabel's -1 marks a row without a gold label (SNLI's, a GLUE test split): such rows are left out,
+    and a split of nothing else is refused with the mapping to use."""
+    datasets, make = hub_dataset
+    task = {"name": "h", "source": "hub", "id": "org/data", "text_column": "sentence"}
+    some = datasets.Dataset.from_dict({"sentence": ["a", "b", "c", "d"], "label": [0, -1, 1, -1]},
+                                      features=make(1).features)
+    _, frames, _ = tasks._hub_frames(task, {}, datasets.DatasetDict({"train": make(10), "test": some}))
+    assert frames["test"]["text"].tolist() == ["a", "c"] and frames["test"]["label"].tolist() == [0, 1]
+    none = some.filter(lambda r: r["label"] == -1)
+    with pytest.raises(TaskError, match=r"split 'test' has no labels.*splits: \{test: validation\}"):
+        tasks._hub_frames(task, {}, datasets.DatasetDict({"train": make(10), "test": none}))

@@ -520,6 +520,16 @@ def _hub_frames(task: Mapping, data: Mapping, dataset) -> tuple[list[str], dict[
         if isinstance(feature, datasets.ClassLabel):
             found[split] = list(feature.names)
         frame = part.select_columns(present).to_pandas()
+        label = task.get("label_column", "label")
+        if isinstance(feature, datasets.ClassLabel) and label in frame:
+            unlabelled = (frame[label] == -1).to_numpy()  # datasets' mark of a row without a gold label
+            if unlabelled.all():
+                msg = (f"hub split {hub_split!r} has no labels (every label is -1); take the test examples from "
+                       "a labelled split, e.g. splits: {test: validation}")
+                raise _fail(task, "splits", msg, sources[split])
+            if unlabelled.any():
+                print(f"{task['name']}: {int(unlabelled.sum())} unlabelled rows (label -1) of {sources[split]} left out")
+                frame = frame[~unlabelled]
         raw[split] = _Raw(_select(task, "splits", frame, sources[split]), sources[split])
     names = _label_names(task, raw, _agreed_names(task, found, sources["train"]))
     return names, {s: _clean(task, data, p, names) for s, p in raw.items()}, sources

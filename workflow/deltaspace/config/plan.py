@@ -39,10 +39,11 @@ def det_config(cfg: dict, det: str) -> dict:
 
 
 def task_config(cfg: dict, task: str) -> dict:
-    """How a job loads one task: its entry of a validated config, `name` included, `seeds` left out (which
-    runs exist is not what a run computes: a new seed reruns nothing)."""
+    """How a job loads one task: its entry of a validated config, `name` included, `seeds`, `fold` and `hub`
+    left out (which runs exist, which fold a task is unseen in and the source the entry does not use are not
+    what a run computes: a new seed or another fold reruns no training)."""
     entry = _task_entry(cfg, task)
-    return {key: copy.deepcopy(value) for key, value in entry.items() if key != "seeds"}
+    return {key: copy.deepcopy(value) for key, value in entry.items() if key not in ("seeds", "fold", "hub")}
 
 
 def _task_entry(cfg: dict, task: str) -> dict:

@@ -62,6 +62,8 @@ def validate_config(cfg: dict, base_dir) -> dict:
     if found and read_text_values(filled):  # only a config with errors pays for the second look
         found = schema_errors(filled)
     errors += [e for e in found if not _under_bad_det(e[0], bad_dets)]
+    if not found and filled["hub_tasks"]:
+        _read_from_hub(filled["tasks"])
     errors += _duplicate_task_names(filled.get("tasks"))
     errors += _fraction_sum(filled.get("data"))
     errors += _missing_packages(filled.get("backbone"))
@@ -74,6 +76,18 @@ def validate_config(cfg: dict, base_dir) -> dict:
     if errors:
         raise ConfigError.from_errors(errors)
     return filled
+
+
+# What a task entry keeps when hub_tasks swaps its source for its `hub:` block.
+_KEPT_ON_SWAP = ("name", "seeds", "fold", "max_train", "max_validation", "max_test", "hub")
+
+
+def _read_from_hub(tasks: list[dict]) -> None:
+    """hub_tasks: true: each entry with a `hub:` block becomes a `source: hub` entry of that block."""
+    for i, entry in enumerate(tasks):
+        if "hub" in entry:
+            kept = {key: entry[key] for key in _KEPT_ON_SWAP if key in entry}
+            tasks[i] = kept | {"source": "hub"} | copy.deepcopy(entry["hub"])
 
 
 def _non_string_keys(node: Any, path: str) -> list[tuple[str, str]]:
