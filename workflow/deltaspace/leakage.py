@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+class LeakageError(ValueError):
+    """An unseen task's texts reach a source task of its subspace."""
+
+
 MIN_CHARS = 20  # a normalised text shorter than this ("yes", "good") proves nothing when two tasks share it
 
 
@@ -78,3 +82,13 @@ def leak_message(found: Iterable[Leak], max_share: float) -> str:
         "No subspace was built. Put tasks that share texts in one fold (a task entry's `fold:`), hold them "
         "out together, or drop one of them; subspace.leakage.max_share sets the share allowed."
     )
+
+
+def overlap_view(table: pd.DataFrame, min_share: float = 0.001) -> pd.DataFrame:
+    """The overlap matrix (rows: a task, columns: the task holding its texts) of the tasks with any share of
+    at least min_share in another; empty when no two tasks share texts."""
+    involved = table.loc[table.share >= min_share, ["task", "other"]].stack().unique()
+    if not len(involved):
+        return pd.DataFrame()
+    part = table[table.task.isin(involved) & table.other.isin(involved)]
+    return part.pivot(index="task", columns="other", values="share").fillna(1.0)

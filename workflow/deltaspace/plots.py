@@ -56,6 +56,35 @@ def plot_dims(gaps: pd.DataFrame, path) -> None:
     save_figure(fig, path)
 
 
+def plot_pooled(pooled: pd.DataFrame, path) -> None:
+    """The share of the gap closed on unseen tasks (mean over the tasks that count) against the dimension, one
+    panel per DET: the found subspace (solid) and its random control (dashed) with their 95% intervals; the
+    merge, zero-shot (g = 0), the original-space run (g = 1) and half the gap as horizontal lines."""
+    plt = pyplot()
+    dets = sorted(pooled.det.unique())
+    fig, axes = plt.subplots(1, max(1, len(dets)), figsize=(4.2 * max(1, len(dets)), 3.6), squeeze=False, sharey=True)
+    for ax, det in zip(axes[0], dets):
+        rows = pooled[pooled.det == det]
+        for family, part in rows.groupby(rows.space.map(lambda s: SpaceName.parse(s).family), sort=True):
+            part = part.sort_values("dim")
+            for key, style, label in (("found", "-", family), ("random", "--", f"random ({family}'s size)")):
+                ax.errorbar(part.dim, part[key], yerr=[part[key] - part[f"{key}_low"], part[f"{key}_high"] - part[key]],
+                            fmt=style, marker="o", capsize=3, label=label)
+        merge = rows["merge"].mean()
+        for label, value, colour, style in (("original", 1.0, "black", "-."), ("half the gap", 0.5, "tab:red", ":"),
+                                            (f"merge {merge:.2f}", merge, "tab:purple", "-."),
+                                            ("zero-shot", 0.0, "grey", ":")):
+            ax.axhline(value, color=colour, linewidth=0.9, linestyle=style, label=label)
+        ax.set_xticks(sorted(rows.dim.unique()), [str(d) for d in sorted(rows.dim.unique())])
+        ax.set_title(f"{det} ({int(rows.tasks.max())} unseen tasks)")
+        ax.set_xlabel("subspace dimension d")
+        ax.legend(fontsize=7)
+    if not dets:
+        axes[0][0].text(0.5, 0.5, "no unseen task was optimised in a found subspace", ha="center", va="center")
+    axes[0][0].set_ylabel("share of the gap closed, g")
+    save_figure(fig, path)
+
+
 def plot_curves(history: pd.DataFrame, path) -> None:
     """Every search for a code: validation accuracy (top) and training loss (below) against the step, one
     column per (space, task), one line per DET and learning rate (the seeds of one averaged)."""

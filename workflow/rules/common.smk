@@ -16,14 +16,13 @@ except ConfigError as exc:
 DETS = plan.det_names(CFG)
 TASKS = plan.task_names(CFG)
 RUNS = plan.runs(CFG)  # (task, seed) pairs: train.seeds, or a task's own seeds
-OPT_RUNS = plan.optimize_runs(CFG)
+OPT_JOBS = plan.optimize_jobs(CFG)  # (space, task, seed): with folds, each fold's subspaces on its tasks
 OPT_TASKS = plan.optimize_tasks(CFG)
 SPACES = plan.spaces(CFG)
 SUB, LAND = CFG["subspace"], CFG["landscape"]
 LAND_DETS = plan.landscape_dets(CFG)
-LAND_TASKS = plan.landscape_tasks(CFG)
 LAND_SEED = plan.landscape_seeds(CFG)
-LAND_SPACES = plan.landscape_spaces(CFG)
+LAND_JOBS = plan.landscape_jobs(CFG)  # (space, task)
 REPORT = plan.report_files(CFG)
 DEVICE = plan.device(CFG)
 THREADS = CFG["train"]["threads"] or workflow.cores
@@ -48,6 +47,7 @@ MODEL_JOB = CFG["resources"]
 # Light rules (reading and writing a few files) never go to a cluster.
 localrules:
     all,
+    audit,
     stack_deltas,
     decompose,
     report,
@@ -69,9 +69,9 @@ def per_run(kind):
 
 
 def optimized(name):
-    """One file of every optimize_subspace job: every space, DET and optimised (task, seed)."""
+    """One file of every optimize_subspace job: every DET in every (space, task, seed) of OPT_JOBS."""
     return [f"results/optimized/{space}/{det}/{task}/seed{seed}/{name}"
-            for space in SPACES for det in DETS for task, seed in OPT_RUNS]
+            for space, task, seed in OPT_JOBS for det in DETS]
 
 
 def codes_of(dets, seeds=None, name="z.safetensors"):

@@ -1,5 +1,24 @@
 # The subspaces' folders: results/subspace/{space}/, {space} a name of deltaspace.names (svd-d4, svd-mean-d4,
-# random-d4, learned-d4, ...): the method, the offset and the dimension are read from it.
+# random-d4, learned-d4, svd-d4-f0, ...): the method, the offset, the dimension and the fold are read from it.
+
+
+rule audit:
+    """The leakage audit: the share of each task's texts found in each other task; fails, before any subspace
+    is built, when an unseen task's texts reach one of its subspace's source tasks."""
+    output:
+        table="results/audit/overlap.parquet",
+    log:
+        "results/logs/audit.log",
+    params:
+        code=code("audit"),
+        tasks={task: plan.task_config(CFG, task) for task in TASKS},
+        data=CFG["data"],
+        groups=plan.unseen_groups(CFG),
+        max_share=SUB["leakage"]["max_share"],
+    conda:
+        "../../envs/deltaspace.yaml"
+    script:
+        "../scripts/audit.py"
 
 
 rule decompose:
@@ -8,6 +27,7 @@ rule decompose:
     input:
         stacked=expand("results/stacked/{det}.safetensors", det=DETS),
         index=expand("results/stacked/{det}.parquet", det=DETS),
+        audit=ancient("results/audit/overlap.parquet"),  # runs first; a rerun of it alone reruns nothing here
     output:
         projections="results/subspace/{space}/projections.safetensors",
         codes="results/subspace/{space}/codes.parquet",
@@ -15,10 +35,10 @@ rule decompose:
     log:
         "results/logs/decompose/{space}.log",
     wildcard_constraints:
-        space=r"(svd|random)(-mean)?-d\d+",
+        space=r"(svd|random)(-mean)?-d\d+(-f\d+)?",
     params:
         code=code("decompose"),
-        held_out=SUB["held_out"],
+        held_out=lambda wc: plan.held_out_of(CFG, wc.space),
         control_seed=lambda wc: SUB["control_seed"] if wc.space.startswith("random") else None,  # svd's: none
         dets=DETS,
     conda:
@@ -32,6 +52,7 @@ rule decompose_learned:
     input:
         stacked=expand("results/stacked/{det}.safetensors", det=DETS),
         index=expand("results/stacked/{det}.parquet", det=DETS),
+        audit=ancient("results/audit/overlap.parquet"),  # runs first; a rerun of it alone reruns nothing here
     output:
         projections="results/subspace/{space}/projections.safetensors",
         codes="results/subspace/{space}/codes.parquet",
@@ -40,13 +61,14 @@ rule decompose_learned:
     log:
         "results/logs/decompose/{space}.log",
     wildcard_constraints:
-        space=r"learned(-mean)?-d\d+",
+        space=r"learned(-mean)?-d\d+(-f\d+)?",
     params:
         code=code("decompose"),
-        held_out=SUB["held_out"],
+        held_out=lambda wc: plan.held_out_of(CFG, wc.space),
         dets=DETS,
         data=CFG["data"],
-        tasks={task: plan.task_config(CFG, task) for task in TASKS if task not in SUB["held_out"]},
+        tasks=lambda wc: {task: plan.task_config(CFG, task) for task in TASKS
+                          if task not in plan.held_out_of(CFG, wc.space)},
         learned=SUB["learned"],
         device=DEVICE,
     threads: THREADS

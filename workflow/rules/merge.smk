@@ -4,6 +4,7 @@ rule merge:
     input:
         stacked="results/stacked/{det}.safetensors",
         index="results/stacked/{det}.parquet",
+        audit=ancient("results/audit/overlap.parquet"),
     output:
         table="results/merge/{det}/{task}.parquet",
         predictions="results/merge/{det}/{task}.predictions.parquet",
@@ -15,7 +16,7 @@ rule merge:
         backbone=CFG["backbone"],
         data=CFG["data"],
         task=lambda wc: plan.task_config(CFG, wc.task),
-        held_out=SUB["held_out"],
+        held_out=lambda wc: plan.merge_held_out(CFG, wc.task),
         scales=SUB["merge_scales"],
         eval_batch_size=CFG["train"]["eval_batch_size"],
         device=DEVICE,

@@ -11,6 +11,8 @@ with job(snakemake):
              "predictions", "histories", "merge", "merge_predictions", "codes", "learned")
     build_report(
         **{name: list(snakemake.input[name]) for name in files},
+        overlap=snakemake.input.overlap,
+        folds={int(k): list(v) for k, v in snakemake.params.folds.items()},
         held_out=snakemake.params.held_out,
         threshold=snakemake.params.threshold,
         det_methods=dict(snakemake.params.det_methods),

@@ -63,9 +63,61 @@ def runs(cfg: dict) -> list[tuple[str, int]]:
     return [(task, seed) for task in task_names(cfg) for seed in task_seeds(cfg, task)]
 
 
+def folds(cfg: dict) -> dict[int, list[str]]:
+    """subspace.folds: each fold's tasks (the tasks unseen by its subspace), in config order. A task entry's
+    `fold:` pins it; the others go, in config order, to the fold with the fewest tasks (the lowest of a tie),
+    so a task added at the end moves no other. {} without folds."""
+    k = cfg["subspace"]["folds"]
+    if not k:
+        return {}
+    members: dict[int, list[str]] = {i: [] for i in range(k)}
+    for entry in cfg["tasks"]:
+        if entry.get("fold") is not None:
+            members[entry["fold"]].append(entry["name"])
+    for entry in cfg["tasks"]:
+        if entry.get("fold") is None:
+            members[min(members, key=lambda i: (len(members[i]), i))].append(entry["name"])
+    order = {name: i for i, name in enumerate(task_names(cfg))}
+    return {i: sorted(names, key=order.__getitem__) for i, names in members.items()}
+
+
+def unseen_groups(cfg: dict) -> dict[str, list[str]]:
+    """What the leakage audit checks: each group's tasks against every task outside it ("fold 0": ..., or
+    "held out": subspace.held_out; {} when every task builds the subspace)."""
+    if cfg["subspace"]["folds"]:
+        return {f"fold {i}": names for i, names in folds(cfg).items()}
+    held_out = cfg["subspace"]["held_out"]
+    return {"held out": list(held_out)} if held_out else {}
+
+
+def unseen(cfg: dict) -> list[str]:
+    """The tasks that some subspace never sees: every task with folds, else subspace.held_out."""
+    return task_names(cfg) if cfg["subspace"]["folds"] else list(cfg["subspace"]["held_out"])
+
+
+def held_out_of(cfg: dict, space: str) -> list[str]:
+    """The tasks whose solutions stay out of one subspace: its fold's, or subspace.held_out."""
+    fold = SpaceName.parse(space).fold
+    return folds(cfg)[fold] if fold is not None else list(cfg["subspace"]["held_out"])
+
+
+def fold_of(cfg: dict, task: str) -> int | None:
+    return next((i for i, names in folds(cfg).items() if task in names), None)
+
+
+def merge_held_out(cfg: dict, task: str) -> list[str]:
+    """The tasks left out of the merge evaluated on `task`: those of its fold (its fold's sources are
+    merged), or subspace.held_out."""
+    fold = fold_of(cfg, task)
+    return folds(cfg)[fold] if fold is not None else list(cfg["subspace"]["held_out"])
+
+
 def optimize_tasks(cfg: dict) -> list[str]:
-    """The tasks optimised in each subspace: subspace.tasks, else the held-out ones, else every task."""
+    """The tasks optimised: every task with folds (each in its fold's subspaces), else subspace.tasks, else the
+    held-out ones, else every task."""
     sub = cfg["subspace"]
+    if sub["folds"]:
+        return task_names(cfg)
     return list(sub["tasks"] or sub["held_out"] or task_names(cfg))
 
 
@@ -75,6 +127,17 @@ def optimize_runs(cfg: dict) -> list[tuple[str, int]]:
     seeds = cfg["subspace"]["seeds"]
     return [(task, seed) for task in optimize_tasks(cfg) for seed in seeds or task_seeds(cfg, task)]
 
+
+def optimize_jobs(cfg: dict) -> list[tuple[str, str, int]]:
+    """Every optimize_subspace job as (space, task, seed): with folds, each fold's subspaces on its own tasks
+    only; else every subspace on every optimised run."""
+    jobs = []
+    for space in spaces(cfg):
+        fold = SpaceName.parse(space).fold
+        for task, seed in optimize_runs(cfg):
+            if fold is None or task in folds(cfg)[fold]:
+                jobs.append((space, task, seed))
+    return jobs
 
 
 def landscape_tasks(cfg: dict) -> list[str]:
@@ -120,20 +183,26 @@ def train_params(cfg: dict) -> dict:
     return {key: copy.deepcopy(value) for key, value in cfg["train"].items() if key not in left_out}
 
 
+def _in_folds(cfg: dict, names: list[SpaceName]) -> list[str]:
+    """Each name once per fold (svd-d4-f0, svd-d4-f1, ...) with subspace.folds, else as it is."""
+    k = cfg["subspace"]["folds"]
+    return [str(name.in_fold(fold)) for name in names for fold in (range(k) if k else [None])]
+
+
 def found_spaces(cfg: dict, min_dim: int = 1) -> list[str]:
     """The names of the subspaces the config finds: every method at every offset and dimension (of at least
-    min_dim)."""
+    min_dim), in every fold."""
     sub = cfg["subspace"]
-    return [str(SpaceName(method, dim, offset)) for method in sub["methods"] for offset in sub["offsets"]
-            for dim in sub["dims"] if dim >= min_dim]
+    return _in_folds(cfg, [SpaceName(method, dim, offset) for method in sub["methods"] for offset in sub["offsets"]
+                           for dim in sub["dims"] if dim >= min_dim])
 
 
 def spaces(cfg: dict) -> list[str]:
     """Every subspace the config builds: the found ones and, with subspace.control, the random control of
-    each offset and dimension (random-d{dim}, scaled like svd's)."""
+    each offset and dimension (random-d{dim}, scaled like svd's), in every fold."""
     sub = cfg["subspace"]
-    controls = [str(SpaceName(CONTROL, dim, offset)) for offset in sub["offsets"] for dim in sub["dims"]]
-    return found_spaces(cfg) + (controls if sub["control"] else [])
+    controls = [SpaceName(CONTROL, dim, offset) for offset in sub["offsets"] for dim in sub["dims"]]
+    return found_spaces(cfg) + (_in_folds(cfg, controls) if sub["control"] else [])
 
 
 def landscape_seeds(cfg: dict) -> dict[str, int]:
@@ -142,20 +211,25 @@ def landscape_seeds(cfg: dict) -> dict[str, int]:
     return {task: min(seed for t, seed in runs if t == task) for task in landscape_tasks(cfg)}
 
 
-def landscape_spaces(cfg: dict) -> list[str]:
-    """The subspaces swept: a plane needs two dimensions and two DETs' solutions."""
+def landscape_jobs(cfg: dict) -> list[tuple[str, str]]:
+    """Every landscape job as (space, task): the found subspaces of at least two dimensions (a plane needs
+    two, and two DETs' solutions), each on the landscape tasks it did not see (with folds: its fold's)."""
     if not cfg["landscape"]["enabled"] or len(landscape_dets(cfg)) < 2:
         return []
-    return found_spaces(cfg, min_dim=2)
+    jobs = []
+    for space in found_spaces(cfg, min_dim=2):
+        fold = SpaceName.parse(space).fold
+        jobs += [(space, task) for task in landscape_tasks(cfg) if fold is None or task in folds(cfg)[fold]]
+    return jobs
 
 
 def report_files(cfg: dict) -> dict[str, list[str]]:
     """The report's outputs: tables (Parquet and Markdown), plots and the index pages."""
-    names = ("headline", "gaps", "original", "subspace", "norms", "merge", "methods", "transfer", "landscape",
-             "reconstruction")
+    names = ("pooled", "headline", "gaps", "original", "subspace", "norms", "merge", "methods", "transfer", "landscape",
+             "reconstruction", "overlap")
     learned = "learned" in cfg["subspace"]["methods"]
     names += (("paper",) if cfg["report"]["paper"] else ()) + (("learned",) if learned else ())
-    plots = ["relative", "dims", "curves"] + (["learned"] if learned else [])
+    plots = ["pooled", "relative", "dims", "curves"] + (["learned"] if learned else [])
     return {
         "tables": [f"results/report/{name}.{ext}" for name in names for ext in ("parquet", "md")],
         "plots": [f"results/report/{name}.png" for name in plots],

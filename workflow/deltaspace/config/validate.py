@@ -17,7 +17,7 @@ from ..dets import METHODS
 from ..paper import SINGLE_TASK_ROWS
 from ..tasks import TaskError, fraction_problem
 from .errors import ConfigError, join
-from .plan import det_names, landscape_tasks, optimize_tasks, task_names, task_seeds
+from .plan import det_names, folds, landscape_tasks, optimize_tasks, task_names, task_seeds
 from .schema import fill_defaults, load_schema, read_text_values, schema_errors
 from .taskcheck import check_task_cached
 
@@ -181,7 +181,18 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
         errors.append(("train.init_seed", f"null starts each seed {seeds} from its own initial values, but a subspace "
                                           "adds every decoded delta to one set of them: set an integer (the "
                                           "default, 0), or subspace.enabled: false"))
-    building = [t for t in tasks if t not in sub["held_out"]]
+    pinned = {entry["name"]: entry["fold"] for entry in cfg["tasks"] if entry.get("fold") is not None}
+    if sub["folds"]:
+        fold_errors = _fold_errors(cfg, pinned)
+        if fold_errors:
+            return errors + fold_errors
+        # the smallest subspace: the fold whose sources give the fewest solutions
+        building = min(([t for t in tasks if t not in unseen] for unseen in folds(cfg).values()),
+                       key=lambda names: sum(len(task_seeds(cfg, t)) for t in names))
+    else:
+        if pinned:
+            errors.append(("tasks", f"{', '.join(pinned)} name a fold, but subspace.folds is not set"))
+        building = [t for t in tasks if t not in sub["held_out"]]
     rows = sum(len(task_seeds(cfg, t)) for t in building)
     if not building:
         errors.append(("subspace.held_out", "every task is held out: at least one task must build the subspace"))
@@ -197,6 +208,29 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
     outside = [t for t in landscape_tasks(cfg) if t not in optimised]
     if land["enabled"] and outside:
         errors.append(("landscape.tasks", f"{', '.join(outside)} not optimised in the subspace (subspace.tasks)"))
+    return errors
+
+
+def _fold_errors(cfg: dict, pinned: dict[str, int]) -> list[tuple[str, str]]:
+    sub, errors = cfg["subspace"], []
+    k = sub["folds"]
+    for key in ("held_out", "tasks"):
+        if sub[key]:
+            errors.append((f"subspace.{key}", f"subspace.folds decides which tasks are unseen (each in its fold): "
+                                              f"leave {key} out"))
+    beyond = {name: fold for name, fold in pinned.items() if fold >= k}
+    if beyond:
+        errors.append(("tasks", ", ".join(f"{n} (fold {f})" for n, f in beyond.items()) + f": folds are 0..{k - 1} "
+                                                                                        f"(subspace.folds: {k})"))
+    elif len(task_names(cfg)) < k:
+        errors.append(("subspace.folds", f"{k} folds need at least {k} tasks, the config has {len(task_names(cfg))}"))
+    else:
+        empty = [str(i) for i, names in folds(cfg).items() if not names]
+        if empty:
+            errors.append(("subspace.folds", f"fold {', '.join(empty)} has no task (every task is pinned elsewhere)"))
+        full = [str(i) for i, names in folds(cfg).items() if len(names) == len(task_names(cfg))]
+        if full:
+            errors.append(("tasks", f"fold {', '.join(full)} holds every task: no source tasks would build its subspace"))
     return errors
 
 

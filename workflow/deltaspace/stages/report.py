@@ -10,8 +10,11 @@ import pandas as pd
 
 from ..gaps import answer, gap_table, gaps_markdown, headline_markdown, headline_table, task_runs
 from ..io import PROVENANCE, atomic_path, load_table, provenance, save_table
+from ..leakage import overlap_view
+from ..names import SpaceName
 from ..paper import SETTINGS
-from ..plots import plot_curves, plot_dims, plot_learned, plot_relative
+from ..plots import plot_curves, plot_dims, plot_learned, plot_pooled, plot_relative
+from ..pooled import pooled_answer, pooled_markdown, pooled_table, transfer_pooled
 from ..tables import (
     landscape_table,
     learned_markdown,
@@ -47,9 +50,11 @@ def _write(path: Path, text: str) -> None:
 def build_report(*, original: list, optimized: list, transfer: list, landscape: list, solutions: list,
                  reconstruction: list, held_out: list[str], threshold: float, out_dir,
                  original_predictions: list = (), predictions: list = (), histories: list = (), merge: list = (),
-                 merge_predictions: list = (), codes: list = (), learned: list = (),
-                 det_methods: dict[str, str] | None = None, paper: str | None = None,
+                 merge_predictions: list = (), codes: list = (), learned: list = (), overlap: str | None = None,
+                 folds: dict | None = None, det_methods: dict[str, str] | None = None, paper: str | None = None,
                  paper_rows: dict[str, str] | None = None) -> None:
+    """With folds (fold -> its tasks), the tables pool every fold's subspaces under one name (svd-d4: each task
+    was optimised in its own fold's); overlap is the leakage audit's table."""
     out = Path(out_dir)
     original_frame, optimized_frame = _concat(original), _concat(optimized)
     sub = subspace_table(original_frame, optimized_frame, held_out)
@@ -64,10 +69,14 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     headline = headline_table(runs, gaps, majority.groupby(["det", "task"]).majority.mean().to_dict())
     norms = norms_table(optimized_frame, _concat(codes))
     merged = _concat(merge)
+    pooled = pooled_table(runs, gaps) if len(gaps) else pd.DataFrame()
+    pooled_transfer = transfer_pooled(trans, gaps) if len(gaps) else pd.DataFrame()
+    overlap_table = load_table(overlap) if overlap else pd.DataFrame(columns=["task", "other", "share", "texts"])
 
     orig = original_table(original_frame)
     methods = methods_table(sub, trans)
     sections = {
+        "pooled": (pooled, pooled_markdown(pooled, pooled_transfer)),
         "headline": (headline, headline_markdown(headline)),
         "gaps": (gaps, gaps_markdown(gaps)),
         "original": (orig, original_markdown(orig)),
@@ -78,6 +87,7 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
         "transfer": (trans, transfer_markdown(trans)),
         "landscape": (land, markdown(land) if len(land) else "No landscape was swept."),
         "reconstruction": (recon, markdown(recon)),
+        "overlap": (overlap_table, overlap_markdown(overlap_table, folds or {})),
     }
     if paper:
         compared = paper_table(sub, trans, paper, paper_rows or {}, det_methods or {})
@@ -92,12 +102,46 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
         _write(out / f"{name}.md", text + "\n")
     plot_relative(sub, out / "relative.png")
     plot_dims(gaps, out / "dims.png")
-    plot_curves(_concat(histories), out / "curves.png")
-    plots = ["relative.png", "dims.png", "curves.png"]
+    plot_pooled(pooled, out / "pooled.png")
+    plot_curves(few_curves(_concat(histories)), out / "curves.png")
+    plots = ["pooled.png", "relative.png", "dims.png", "curves.png"]
     if history is not None:
         plot_learned(history, out / "learned.png")
         plots.append("learned.png")
-    _index(out, sections, answer(headline), plots, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
+    # many unseen tasks: the pooled statement per DET; one: a sentence per DET and task
+    sentences = pooled_answer(pooled, pooled_transfer) if headline.task.nunique() > 1 else answer(headline)
+    _index(out, sections, sentences, plots, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
+
+
+CURVE_PANELS = 16  # a run with more searches shows those of its largest dimension, up to this many
+
+
+def few_curves(history: pd.DataFrame) -> pd.DataFrame:
+    """The searches curves.png draws: every one, or with more than CURVE_PANELS (space, task) panels the
+    largest dimension's, found and random, of the first tasks."""
+    if history.empty or history[["space", "task"]].drop_duplicates().shape[0] <= CURVE_PANELS:
+        return history
+    dims = history.space.map(lambda s: SpaceName.parse(s).dim)
+    largest = history[dims == dims.max()]
+    tasks = sorted(largest.task.unique())[: max(1, CURVE_PANELS // largest.space.nunique())]
+    return largest[largest.task.isin(tasks)]
+
+
+def overlap_markdown(table: pd.DataFrame, folds: dict) -> str:
+    """The overlap matrix of the tasks that share texts, and where each task was unseen."""
+    view = overlap_view(table)
+    text = ("Share of each task's texts (rows) that another task (columns) also holds, after normalisation (lower "
+            "case, letters and digits). The run fails before building a subspace when an unseen task shares more "
+            "than subspace.leakage.max_share with one of its source tasks. ")
+    if view.empty:
+        text += "No two tasks share more than 0.1% of their texts."
+    else:
+        text += ("Tasks not shown share under 0.1% with any other.\n\n"
+                 + view.map(lambda v: f"{100 * v:.1f}%").to_markdown())
+    if folds:
+        text += "\n\nFolds (each fold's tasks are unseen by its subspace, built from the other folds' tasks):\n\n" + \
+            "\n".join(f"- fold {k}: {', '.join(names)}" for k, names in folds.items())
+    return text
 
 
 def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], plots: list[str],
@@ -105,6 +149,8 @@ def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: 
     """index.md (the answer, every section's Markdown and the plots) and index.html (the answer and every
     section's table)."""
     titles = {
+        "pooled": "Over the unseen tasks: the share of the gap closed, found against random, at each dimension",
+        "overlap": "The leakage audit: shared texts between tasks",
         "headline": "Found subspace against the random one, on the unseen tasks",
         "gaps": "The share of the gap closed, every subspace and baseline",
         "original": "The DETs in their original space",
