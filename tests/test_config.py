@@ -369,7 +369,8 @@ def test_learned_alone_is_not_bound_by_the_number_of_solutions():
     no_control = changed("subspace.control", False, changed("subspace.dims", [10]))  # the control is svd-scaled
     cfg = validate_config(changed("subspace.methods", ["learned"], no_control), ROOT)
     assert cfg["subspace"]["learned"] == {"steps": 100000, "batch_size": 8, "lr": 1e-4, "alpha": 0.1, "init": "random",
-                                          "seed": 0, "log_every": 50}  # the paper's single-task values
+                                          "seed": 0, "log_every": 50, "dims": None,
+                                          "folds": None}  # the paper's single-task values
     fails(changed("subspace.methods", ["svd", "learned"], no_control), "subspace.dims")
     fails(changed("subspace.methods", ["learned"], changed("subspace.dims", [10])), "subspace.dims")
 

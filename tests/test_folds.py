@@ -189,3 +189,13 @@ def test_the_cost_counts_the_jobs_left_and_prefers_measured_seconds(tmp_path):
     table = cost.estimate(configfile).set_index("rule")
     assert table.loc["train_det", "jobs"] == len(cfg["dets"]) * len(cfg["tasks"])
     assert table.loc["optimize_subspace", "from"] == "model" and (table.cpu_hours >= 0).all()
+
+
+def test_learned_subspaces_only_where_asked():
+    cfg = folds_config(methods=["svd", "learned"], dims=[1, 2], learned={"dims": [2], "folds": [1]})
+    valid = validate_config(cfg, ROOT)
+    assert [s for s in plan.spaces(valid) if s.startswith("learned")] == ["learned-d2-f1"]
+    assert {t for s, t, _ in plan.optimize_jobs(valid) if s == "learned-d2-f1"} == set(plan.folds(valid)[1])
+    for change, key in (({"folds": [3]}, "subspace.learned.folds"), ({"dims": [4]}, "subspace.learned.dims")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            validate_config(folds_config(methods=["svd", "learned"], dims=[1, 2], learned=change), ROOT)

@@ -69,7 +69,7 @@ rule decompose_learned:
         data=CFG["data"],
         tasks=lambda wc: {task: plan.task_config(CFG, task) for task in TASKS
                           if task not in plan.held_out_of(CFG, wc.space)},
-        learned=SUB["learned"],
+        learned={key: value for key, value in SUB["learned"].items() if key not in ("dims", "folds")},  # which jobs, not what
         device=DEVICE,
     threads: THREADS
     resources:

@@ -184,17 +184,21 @@ def train_params(cfg: dict) -> dict:
 
 
 def _in_folds(cfg: dict, names: list[SpaceName]) -> list[str]:
-    """Each name once per fold (svd-d4-f0, svd-d4-f1, ...) with subspace.folds, else as it is."""
+    """Each name once per fold (svd-d4-f0, svd-d4-f1, ...) with subspace.folds, else as it is; a learned
+    subspace only in subspace.learned.folds when that is set."""
     k = cfg["subspace"]["folds"]
-    return [str(name.in_fold(fold)) for name in names for fold in (range(k) if k else [None])]
+    learned_folds = cfg["subspace"]["learned"]["folds"]
+    return [str(name.in_fold(fold)) for name in names for fold in (range(k) if k else [None])
+            if name.method != "learned" or fold is None or learned_folds is None or fold in learned_folds]
 
 
 def found_spaces(cfg: dict, min_dim: int = 1) -> list[str]:
     """The names of the subspaces the config finds: every method at every offset and dimension (of at least
     min_dim), in every fold."""
     sub = cfg["subspace"]
+    learned_dims = sub["learned"]["dims"] or sub["dims"]
     return _in_folds(cfg, [SpaceName(method, dim, offset) for method in sub["methods"] for offset in sub["offsets"]
-                           for dim in sub["dims"] if dim >= min_dim])
+                           for dim in sub["dims"] if dim >= min_dim and (method != "learned" or dim in learned_dims)])
 
 
 def spaces(cfg: dict) -> list[str]:

@@ -181,6 +181,9 @@ def _subspace_errors(cfg: dict) -> list[tuple[str, str]]:
         errors.append(("train.init_seed", f"null starts each seed {seeds} from its own initial values, but a subspace "
                                           "adds every decoded delta to one set of them: set an integer (the "
                                           "default, 0), or subspace.enabled: false"))
+    extra = [d for d in sub["learned"]["dims"] or [] if d not in sub["dims"]]
+    if extra and "learned" in sub["methods"]:
+        errors.append(("subspace.learned.dims", f"{extra} not in subspace.dims {sub['dims']}"))
     pinned = {entry["name"]: entry["fold"] for entry in cfg["tasks"] if entry.get("fold") is not None}
     if sub["folds"]:
         fold_errors = _fold_errors(cfg, pinned)
@@ -218,6 +221,9 @@ def _fold_errors(cfg: dict, pinned: dict[str, int]) -> list[tuple[str, str]]:
         if sub[key]:
             errors.append((f"subspace.{key}", f"subspace.folds decides which tasks are unseen (each in its fold): "
                                               f"leave {key} out"))
+    outside = [f for f in sub["learned"]["folds"] or [] if f >= k]
+    if outside:
+        errors.append(("subspace.learned.folds", f"{outside}: folds are 0..{k - 1} (subspace.folds: {k})"))
     beyond = {name: fold for name, fold in pinned.items() if fold >= k}
     if beyond:
         errors.append(("tasks", ", ".join(f"{n} (fold {f})" for n, f in beyond.items()) + f": folds are 0..{k - 1} "
