@@ -110,7 +110,7 @@ def test_schema_defaults_equal_the_embedded_default(valid):
         "tasks": DEFAULT["tasks"],
         "dets": {method: None for method in DET_METHODS},  # `bitfit:` with nothing under it
         "train": {key: DEFAULT["train"][key] for key in ("seeds", "threads")},
-        "subspace": {key: DEFAULT["subspace"][key] for key in ("dims", "held_out", "tasks", "seeds")},
+        "subspace": {key: DEFAULT["subspace"][key] for key in ("dims", "held_out", "tasks", "seeds", "leakage")},
         "landscape": {key: DEFAULT["landscape"][key] for key in ("dets", "max_examples", "grid")},
     }
     assert validate_config(minimal, ROOT) == valid
