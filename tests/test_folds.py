@@ -88,7 +88,9 @@ def test_the_experiment_config_optimises_every_task_as_unseen_exactly_once():
     assert {"mr", "sst2", "sst5", "subj"} <= set(folds[0])  # they share texts: unseen together
     jobs = plan.optimize_jobs(cfg)
     per_space = Counter((str(SpaceName.parse(s).pooled), t) for s, t, _ in jobs)
-    assert set(per_space.values()) == {1} and len(per_space) == 6 * len(plan.task_names(cfg))
+    assert set(per_space.values()) == {1}
+    assert len([k for k in per_space if not k[0].startswith("learned")]) == 6 * len(plan.task_names(cfg))
+    assert {t for s, t in per_space if s == "learned-d8"} == set(folds[0])  # learned: fold 0 only
     assert all("hub" in t for t in cfg["tasks"] if t["source"] == "file")  # each stands for a hub dataset
 
 
@@ -157,8 +159,8 @@ def test_the_pooled_answer_averages_measurable_unseen_tasks_and_leaves_the_other
     assert row.beats_random == 3
     assert half_gap_dim(table, "lora", "svd") == 4
     sentence = pooled_answer(table, pd.DataFrame())[0]
-    assert sentence.startswith("**lora** (svd, 3 unseen tasks; left out: flat): d = 4: g 0.72 [")
-    assert "closes half the gap from d = 4" in sentence and "The paper's claim holds here" in sentence
+    assert sentence.startswith("**lora**: svd (3 unseen tasks; left out: flat): d = 4: g 0.72 [")
+    assert "half the gap closed from d = 4" in sentence and "The paper's claim holds here" in sentence
 
 
 def test_the_pooled_answer_says_fails_when_random_does_as_well():
@@ -199,3 +201,30 @@ def test_learned_subspaces_only_where_asked():
     for change, key in (({"folds": [3]}, "subspace.learned.folds"), ({"dims": [4]}, "subspace.learned.dims")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             validate_config(folds_config(methods=["svd", "learned"], dims=[1, 2], learned=change), ROOT)
+
+
+def test_transfer_pools_over_measurable_unseen_tasks_beside_the_targets_random_code():
+    from deltaspace.pooled import pooled_markdown, transfer_pooled
+
+    rows = []
+    for task, (orig, zero, random, acc) in {"a": (0.9, 0.5, 0.6, 0.7), "b": (0.8, 0.4, 0.4, 0.8),
+                                           "flat": (0.5, 0.5, 0.5, 0.9)}.items():
+        for source in ("lora", "prefix"):
+            rows.append({"space": "svd-d4", "task": task, "seed": 0, "source": source, "target": "lora",
+                         "accuracy": acc if source == "prefix" else orig, "target_original": orig,
+                         "target_zero_shot": zero, "target_random": random})
+            rows.append({**rows[-1], "space": "random-d4"})
+    gaps = pd.DataFrame([{"space": "zero-shot", "det": "lora", "task": t, "seen": False, "measurable": t != "flat"}
+                         for t in ("a", "b", "flat")])
+    table = transfer_pooled(pd.DataFrame(rows), gaps).set_index("source")
+    assert set(table.space) == {"svd-d4"} and (table.tasks == 2).all()  # flat left out, controls not pooled
+    assert table.loc["prefix", "g"] == pytest.approx(np.mean([0.5, 1.0]))
+    assert table.loc["lora", "g"] == pytest.approx(1.0) and table.loc["lora", "g_low"] == pytest.approx(1.0)
+    assert table.loc["prefix", "target_random_g"] == pytest.approx(np.mean([0.25, 0.0]))
+    pooled = pd.DataFrame([{"space": "svd-d4", "dim": 4, "det": "lora", "tasks": 2, "left_out": "flat",
+                            "found": 0.8, "found_low": 0.6, "found_high": 1.0, "random": 0.1, "random_low": 0.0,
+                            "random_high": 0.2, "difference": 0.2, "difference_low": 0.1, "difference_high": 0.3,
+                            "merge": 0.3, "beats_random": 2}])
+    text = pooled_markdown(pooled, table.reset_index())
+    assert "Transfer in svd-d4" in text
+    assert __import__("re").search(r"\| target's own code in random \| 0\.12 ", text)

@@ -126,6 +126,11 @@ def transfer_pooled(transfer: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def shown_space(transfer: pd.DataFrame) -> str:
+    """The subspace whose transfer the answer shows: svd's largest, else the largest."""
+    return max(transfer.space.unique(), key=lambda s: (SpaceName.parse(s).method == "svd", SpaceName.parse(s).dim))
+
+
 def _interval(value: float, low: float, high: float, scale: float = 1.0, sign: bool = False) -> str:
     if math.isnan(value):
         return "-"
@@ -149,41 +154,45 @@ def pooled_markdown(pooled: pd.DataFrame, transfer: pd.DataFrame) -> str:
             "the gap closed; 95% intervals resample the tasks and, within each, its test examples. Found - random: "
             "test accuracy, paired.\n\n" + pd.DataFrame(lines).to_markdown(index=False, disable_numparse=True))
     if len(transfer):
-        largest = transfer[transfer.dim == transfer.dim.max()]
+        largest = transfer[transfer.space == shown_space(transfer)]
         matrix = largest.pivot(index="source", columns="target", values="g")
         random = largest.groupby("target").target_random_g.first()
         shown = matrix.map(lambda v: "-" if math.isnan(v) else f"{v:.2f}")
         shown.loc["target's own code in random"] = random.map(lambda v: f"{v:.2f}")
         text += (f"\n\nTransfer in {largest.space.iloc[0]}: mean g of the source DET's code decoded as the target "
                  "(rows: source, columns: target; the diagonal is the target's own code), beside the target's own "
-                 "code in the random subspace.\n\n" + shown.to_markdown())
+                 "code in the random subspace.\n\n" + shown.to_markdown(disable_numparse=True))
     return text
 
 
 def pooled_answer(pooled: pd.DataFrame, transfer: pd.DataFrame) -> list[str]:
-    """One statement per DET: at each dimension g found against g random (intervals), the dimension where the
-    found subspace closes half the gap, transfer from the other DETs, and whether the claim holds here."""
+    """One statement per DET: for each found method, at each dimension g found against g random (intervals),
+    the dimension where it closes half the gap and whether the claim holds here; then transfer from the
+    other DETs' codes."""
     out = []
-    for det, rows in pooled.sort_values("dim").groupby("det", sort=True):
-        family = SpaceName.parse(rows.space.iloc[0]).family
-        dims = "; ".join(f"d = {r.dim}: g {_interval(r.found, r.found_low, r.found_high)} against random "
-                         f"{_interval(r.random, r.random_low, r.random_high)}, found - random "
-                         f"{_interval(r.difference, r.difference_low, r.difference_high, 100, True)} points"
-                         for r in rows.itertuples())
-        half = half_gap_dim(pooled, det, family)
-        half_text = (f"the found subspace closes half the gap from d = {half}" if half is not None else
-                     f"the found subspace does not close half the gap at any d up to {rows.dim.max()}")
-        tasks = rows.tasks.max()
-        left = rows.left_out.iloc[-1]
-        said = (f"**{det}** ({family}, {tasks} unseen tasks" + (f"; left out: {left}" if left else "") + f"): {dims}; "
-                f"{half_text}")
+    families = pooled.space.map(lambda s: SpaceName.parse(s).family) if len(pooled) else pd.Series(dtype=str)
+    for det, by_det in pooled.assign(family=families).sort_values("dim").groupby("det", sort=True):
+        parts = []
+        for family, rows in sorted(by_det.groupby("family"), key=lambda kv: kv[0] != "svd"):
+            dims = "; ".join(f"d = {r.dim}: g {_interval(r.found, r.found_low, r.found_high)} against random "
+                             f"{_interval(r.random, r.random_low, r.random_high)}, found - random "
+                             f"{_interval(r.difference, r.difference_low, r.difference_high, 100, True)} points"
+                             for r in rows.itertuples())
+            half = half_gap_dim(pooled, det, family)
+            half_text = (f"half the gap closed from d = {half}" if half is not None else
+                         f"half the gap not closed at any d up to {rows.dim.max()}")
+            left = rows.left_out.iloc[-1]
+            parts.append(f"{family} ({rows.tasks.max()} unseen tasks" + (f"; left out: {left}" if left else "")
+                         + f"): {dims}; {half_text}. {_claim(rows, half)}")
+        said = f"**{det}**: " + " ".join(parts)
         if len(transfer):
-            top = transfer[(transfer.target == det) & (transfer.source != det) & (transfer.dim == transfer.dim.max())]
+            top = transfer[(transfer.target == det) & (transfer.source != det) &
+                           (transfer.space == shown_space(transfer))]
             if len(top):
-                said += (f"; decoded from the other DETs' codes at d = {int(top.dim.iloc[0])} it closes g "
-                         + ", ".join(f"{r.g:.2f} ({r.source})" for r in top.itertuples())
-                         + f" against {top.target_random_g.iloc[0]:.2f} for its own code in the random subspace")
-        out.append(said + f". {_claim(rows, half)}")
+                said += (f" Decoded from the other DETs' codes in {top.space.iloc[0]} it closes g "
+                         + ", ".join(f"{r.g:.2f} [{r.g_low:.2f}, {r.g_high:.2f}] ({r.source})" for r in top.itertuples())
+                         + f", against {top.target_random_g.iloc[0]:.2f} for its own code in the random subspace.")
+        out.append(said)
     return out
 
 

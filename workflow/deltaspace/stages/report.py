@@ -109,7 +109,8 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
         plot_learned(history, out / "learned.png")
         plots.append("learned.png")
     # many unseen tasks: the pooled statement per DET; one: a sentence per DET and task
-    sentences = pooled_answer(pooled, pooled_transfer) if headline.task.nunique() > 1 else answer(headline)
+    sentences = pooled_answer(pooled, pooled_transfer) if len(headline) and headline.task.nunique() > 1 \
+        else answer(headline)
     _index(out, sections, sentences, plots, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
 
 
