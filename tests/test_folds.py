@@ -193,6 +193,25 @@ def test_the_cost_counts_the_jobs_left_and_prefers_measured_seconds(tmp_path):
     assert table.loc["optimize_subspace", "from"] == "model" and (table.cpu_hours >= 0).all()
 
 
+def test_the_spent_time_counts_each_job_once_and_its_wall_as_the_union_of_spans(tmp_path):
+    import json
+
+    from deltaspace import cost
+
+    meta = tmp_path / ".snakemake" / "metadata"
+    meta.mkdir(parents=True)
+    records = [("a", "train_det", 1, 0, 100), ("b", "train_det", 1, 0, 100),  # two outputs of one job
+               ("c", "train_det", 2, 50, 250), ("d", "train_det", 3, 400, 500),  # overlaps the first; later alone
+               ("e", "optimize_subspace", 4, 0, 36), ("f", "optimize_subspace", 5, 0, None)]  # unfinished
+    for name, rule, job, start, end in records:
+        (meta / name).write_text(json.dumps({"rule": rule, "job_hash": job, "starttime": start, "endtime": end,
+                                             "incomplete": end is None}))
+    table = cost.spent(tmp_path).set_index("rule")
+    assert table.loc["train_det", "jobs"] == 3 and table.loc["optimize_subspace", "jobs"] == 1
+    assert table.loc["train_det", "cpu_hours"] == round((100 + 200 + 100) / 3600, 2)
+    assert table.loc["train_det", "wall_hours"] == round((250 + 100) / 3600, 2)
+
+
 def test_learned_subspaces_only_where_asked():
     cfg = folds_config(methods=["svd", "learned"], dims=[1, 2], learned={"dims": [2], "folds": [1]})
     valid = validate_config(cfg, ROOT)

@@ -1,7 +1,8 @@
 """What a run will cost before it runs: the jobs left per rule (Snakemake's dry run, so a resumed run counts
-only what is left) times an estimate of each job's CPU seconds, and the wall time on the cores given.
+only what is left) times an estimate of each job's CPU seconds, and the wall time on the cores given; and,
+with --spent, what the finished jobs took.
 
-    python -m deltaspace.cost --configfile configs/folds.yaml [--cores 2]
+    python -m deltaspace.cost --configfile configs/folds.yaml [--cores 2] [--spent]
 
 A rule's seconds per job are the median of its finished jobs in this run's logs where there are some
 (train_det and optimize_subspace log "N s for the whole job"), else a model of the job from the config and
@@ -12,6 +13,7 @@ differs.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import statistics
@@ -94,7 +96,7 @@ def modelled(cfg: dict, rule: str) -> float:
 def estimate(configfile: Path, cores: int = 1) -> pd.DataFrame:
     """Per rule: the jobs left, seconds per job (measured or modelled) and CPU hours."""
     cfg = validate_config(load_config(configfile), ROOT)
-    workdir = ROOT / cfg["workdir"] if cfg["workdir"] else ROOT
+    workdir = _workdir(cfg)
     rows = []
     for rule, jobs in job_counts(configfile, cores).items():
         if rule == "all":
@@ -107,11 +109,43 @@ def estimate(configfile: Path, cores: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rule", "jobs", "seconds_per_job", "from", "cpu_hours"])
 
 
+def spent(workdir: Path) -> pd.DataFrame:
+    """Per rule, what its finished jobs took by Snakemake's own records (.snakemake/metadata: each output's
+    job, start and end): the jobs, the sum of their durations (CPU hours at one thread per job) and the wall
+    hours during which at least one of them ran."""
+    jobs = {}
+    for record in (workdir / ".snakemake" / "metadata").glob("*"):
+        meta = json.loads(record.read_text())
+        if None not in (meta.get("starttime"), meta.get("endtime")) and not meta.get("incomplete"):
+            jobs[(meta["rule"], meta["job_hash"])] = (meta["starttime"], meta["endtime"])
+    rows = []
+    for rule in sorted({r for r, _ in jobs}):
+        spans = sorted(span for (r, _), span in jobs.items() if r == rule)
+        wall, end = 0.0, -math.inf
+        for start, stop in spans:  # the union of the jobs' spans
+            wall += max(0.0, stop - max(start, end))
+            end = max(end, stop)
+        rows.append({"rule": rule, "jobs": len(spans), "cpu_hours": round(sum(b - a for a, b in spans) / 3600, 2),
+                     "wall_hours": round(wall / 3600, 2)})
+    return pd.DataFrame(rows, columns=["rule", "jobs", "cpu_hours", "wall_hours"])
+
+
+def _workdir(cfg: dict) -> Path:
+    return ROOT / cfg["workdir"] if cfg["workdir"] else ROOT
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m deltaspace.cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", type=Path, default=ROOT / "config.yaml")
     parser.add_argument("--cores", type=int, default=2, help="cores the run will get (wall = CPU hours / cores)")
+    parser.add_argument("--spent", action="store_true", help="what the finished jobs took, per rule, instead")
     args = parser.parse_args(argv)
+    if args.spent:
+        done = spent(_workdir(validate_config(load_config(args.configfile.resolve()), ROOT)))
+        print(done.to_string(index=False) if len(done) else "No finished job on record.")
+        if len(done):
+            print(f"total: {int(done.jobs.sum())} jobs, {done.cpu_hours.sum():.1f} CPU hours (one thread per job)")
+        return
     table = estimate(args.configfile.resolve(), args.cores)
     if table.empty:
         print("Nothing to run: every output is up to date.")

@@ -18,6 +18,9 @@ from .names import SpaceName
 from .stats import DRAWS, LEVEL, accuracy, bounds
 
 HALF = 0.5  # "closes half the gap"
+COLUMNS = ["space", "dim", "det", "control", "tasks", "left_out",
+           *(f"{key}{end}" for key in ("found", "random", "difference") for end in ("", "_low", "_high")),
+           "merge", "beats_random"]  # pooled_table's, also when no unseen task was optimised
 
 
 def _samples(one: Runs, det: str, space: str) -> dict[str, np.ndarray] | None:
@@ -49,6 +52,8 @@ def pooled_table(runs: dict[str, Runs], gaps: pd.DataFrame) -> pd.DataFrame:
     """One row per (found subspace, DET): over the unseen tasks with a measurable gap, the mean g of the found
     subspace, of its random control and of the merge, and the mean found - random accuracy, each with its
     interval; how many tasks count and which were left out."""
+    if gaps.empty:
+        return pd.DataFrame(columns=COLUMNS)
     unseen = gaps[~gaps.seen]
     rows = []
     for (space, det), found in unseen.groupby(["space", "det"], sort=True):
@@ -78,7 +83,7 @@ def pooled_table(runs: dict[str, Runs], gaps: pd.DataFrame) -> pd.DataFrame:
         row["merge"] = float(merge.g.mean()) if len(merge) else math.nan
         row["beats_random"] = int(sum(_clear(runs[t], det, space, control) for t in counted))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _clear(one: Runs, det: str, space: str, control: str) -> bool:
@@ -104,7 +109,7 @@ def transfer_pooled(transfer: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
     """Per found subspace, source and target DET: the mean g of the source's code decoded as the target over the
     unseen tasks where the target's gap is measurable, with an interval over tasks, beside the mean g of the
     target's own code in the random control (the same tasks)."""
-    if transfer.empty:
+    if transfer.empty or gaps.empty:
         return pd.DataFrame()
     gap = gaps[~gaps.seen & gaps.measurable & (gaps.space == "zero-shot")][["det", "task"]]
     rows = transfer.merge(gap.rename(columns={"det": "target"}), on=["target", "task"])

@@ -4,7 +4,7 @@ rule merge:
     input:
         stacked="results/stacked/{det}.safetensors",
         index="results/stacked/{det}.parquet",
-        audit=ancient("results/audit/overlap.parquet"),
+        audit="results/audit/overlap.parquet",  # runs first (see the audit rule)
     output:
         table="results/merge/{det}/{task}.parquet",
         predictions="results/merge/{det}/{task}.predictions.parquet",

@@ -69,8 +69,8 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     headline = headline_table(runs, gaps, majority.groupby(["det", "task"]).majority.mean().to_dict())
     norms = norms_table(optimized_frame, _concat(codes))
     merged = _concat(merge)
-    pooled = pooled_table(runs, gaps) if len(gaps) else pd.DataFrame()
-    pooled_transfer = transfer_pooled(trans, gaps) if len(gaps) else pd.DataFrame()
+    pooled = pooled_table(runs, gaps)
+    pooled_transfer = transfer_pooled(trans, gaps)
     overlap_table = load_table(overlap) if overlap else pd.DataFrame(columns=["task", "other", "share", "texts"])
 
     orig = original_table(original_frame)
