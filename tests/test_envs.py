@@ -12,7 +12,8 @@ from conftest import ROOT
 
 ENV = ROOT / "envs" / "deltaspace.yaml"
 # import name -> (conda package, PyPI distribution in constraints.txt)
-PACKAGES = {"torch": ("pytorch", "torch"), "yaml": ("pyyaml", "PyYAML")}
+PACKAGES = {"torch": ("pytorch", "torch"), "yaml": ("pyyaml", "PyYAML"),
+            "markdown_it": ("markdown-it-py", "markdown-it-py")}
 
 
 def imported_modules() -> set[str]:

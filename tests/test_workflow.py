@@ -1,12 +1,14 @@
 """End to end: configs/tiny.yaml through Snakemake, then what a config change would rerun."""
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 import shutil
 import subprocess
 import sys
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -160,6 +162,70 @@ def test_subspace_stage_outputs(tiny_run, tiny_config):
     headline = load_table(report / "headline.parquet")
     assert set(zip(headline.det, headline.space, headline.control)) == {(d, "svd-d3", "random-d3") for d in dets}
     assert index.index("## The answer") < index.index("## Found subspace against the random one")
+
+
+class Page(HTMLParser):
+    """What a reader's browser gets from index.html: the tables (rows of cell texts), the images' sources,
+    the headings and links, in page order."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tables, self.images, self.headings, self.links, self.order = [], [], [], [], []
+        self._cell = self._heading = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append([])
+            self.order.append("table")
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+            self.order.append("img")
+        elif tag in ("h1", "h2", "summary"):
+            self._heading = ""
+        elif tag in ("a", "link", "script"):
+            self.links.append(attrs.get("href") or attrs.get("src") or "")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+        elif tag in ("h1", "h2", "summary") and self._heading is not None:
+            self.headings.append(self._heading.strip())
+            self.order.append(f"heading {self._heading.strip()}")
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        if self._heading is not None:
+            self._heading += data
+
+
+def test_the_report_page_opens_with_the_answer_and_carries_its_plots(tiny_run):
+    report = tiny_run / "results" / "report"
+    page = Page((report / "index.html").read_text())
+    first = page.tables[0]
+    assert first[0][:4] == ["DET", "task", "subspace", "original"] and {"found", "random", "zero-shot"} <= set(first[0])
+    assert {row[0] for row in first[1:]} == set(DETS) and {row[1] for row in first[1:]} == {"mr"}
+    answer, plots = page.order.index("heading The answer"), page.order.index("heading Plots")
+    assert answer < page.order.index("table") < plots  # the answer, the headline table, then the pictures
+    assert len(page.images) >= 4 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    for src in page.images:  # embedded, whole PNGs: the file reads the same after a copy, without a network
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [link for link in page.links if link and not link.startswith("#")]  # nothing fetched from elsewhere
+    cells = [cell for table in page.tables for row in table for cell in row]
+    assert len(page.tables) >= 8 and not [c for c in cells if re.search(r"\bnan\b", c, re.I)]
+    assert "The DETs in their original space" in page.headings  # a folded section's heading
+    assert "(1 seed)" in (report / "original.md").read_text()  # one seed: said, not a NaN spread
+    index = (report / "index.md").read_text()
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", index):  # the Markdown page's images lie where it says
+        assert (report / link).is_file(), link
 
 
 def test_report_tables_in_the_papers_form(tiny_run):

@@ -1,6 +1,7 @@
 """The report's plots and the landscape heatmaps."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .io import pyplot, save_figure
@@ -85,9 +86,45 @@ def plot_pooled(pooled: pd.DataFrame, path) -> None:
     save_figure(fig, path)
 
 
-def plot_curves(history: pd.DataFrame, path) -> None:
+def plot_transfer(transfer: pd.DataFrame, path) -> None:
+    """The transfer matrix of one subspace (deltaspace.pooled.shown_space) as an annotated heatmap: mean g over
+    the unseen tasks of each source DET's code decoded as each target DET, and a last column with each target's
+    own code in the random subspace of the same size."""
+    from .pooled import shown_space
+
+    plt = pyplot()
+    if transfer.empty:
+        fig, ax = plt.subplots(figsize=(4, 2))
+        ax.text(0.5, 0.5, "no cross-DET transfer on unseen tasks", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, path)
+        return
+    space = shown_space(transfer)
+    rows = transfer[transfer.space == space]
+    matrix = rows.pivot(index="source", columns="target", values="g")
+    random = rows.groupby("target").target_random_g.first().reindex(matrix.columns)
+    values = np.vstack([matrix.to_numpy(), random.to_numpy()[None, :]])  # the last row: the random control
+    labels = [*matrix.index, "own code in\nrandom subspace"]
+    fig, ax = plt.subplots(figsize=(1.4 * len(matrix.columns) + 3.2, 0.8 * len(labels) + 1.6))
+    image = ax.imshow(values, cmap="viridis", vmin=min(0.0, float(np.nanmin(values))),
+                      vmax=max(1.0, float(np.nanmax(values))))
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9,
+                color="white" if np.isnan(v) or image.norm(v) < 0.6 else "black")
+    ax.axhline(len(matrix) - 0.5, color="white", linewidth=3)
+    ax.set_xticks(range(len(matrix.columns)), matrix.columns)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("target DET (the code decoded with its projection)")
+    ax.set_ylabel("source DET (the code found with it)")
+    ax.set_title(f"Transfer in {space}: mean g over {int(rows.tasks.max())} unseen tasks", fontsize=9)
+    fig.colorbar(image, ax=ax, label="g (0: zero-shot, 1: original)")
+    save_figure(fig, path)
+
+
+def plot_curves(history: pd.DataFrame, path, references: dict | None = None) -> None:
     """Every search for a code: validation accuracy (top) and training loss (below) against the step, one
-    column per (space, task), one line per DET and learning rate (the seeds of one averaged)."""
+    column per (space, task), one line per DET and learning rate (the seeds of one averaged); references:
+    (det, task) -> the DET's original-space validation accuracy, drawn dotted in the line's colour."""
     plt = pyplot()
     panels = list(history.groupby(["space", "task"], sort=True))
     cols = min(4, max(1, len(panels)))
@@ -98,6 +135,8 @@ def plot_curves(history: pd.DataFrame, path) -> None:
         for (det, lr), g in frame.groupby(["det", "lr"], sort=True):
             curve = g.groupby("step")[["validation_accuracy", "train_loss"]].mean()
             line, = top.plot(curve.index, curve.validation_accuracy, marker=".", label=f"{det} lr {lr:g}")
+            if (det, task) in (references or {}):
+                top.axhline(references[(det, task)], color=line.get_color(), linestyle=":", linewidth=1.0)
             loss = curve.train_loss.dropna()  # step 0, the start, has no training loss
             bottom.plot(loss.index, loss.values, marker=".", color=line.get_color())
         top.set_title(f"{space} / {task}", fontsize=9)

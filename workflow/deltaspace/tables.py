@@ -138,10 +138,10 @@ def seed_spread(frame: pd.DataFrame, column: str) -> tuple[float, float, int]:
 
 
 def _fmt(mean: float, std: float, scale: float = 100.0) -> str:
-    """'mean ± std' in percent; the mean alone for one seed (std NaN), '-' for none."""
+    """'mean ± std' in percent; 'mean (1 seed)' for one seed (std NaN), '-' for none."""
     if math.isnan(mean):
         return "-"
-    return f"{scale * mean:.1f}" if math.isnan(std) else f"{scale * mean:.1f} ± {scale * std:.1f}"
+    return f"{scale * mean:.1f} (1 seed)" if math.isnan(std) else f"{scale * mean:.1f} ± {scale * std:.1f}"
 
 
 def _mean_std(frame: pd.DataFrame, column: str = "relative") -> str:
@@ -217,7 +217,7 @@ def original_markdown(table: pd.DataFrame) -> str:
     for task, rows in table.groupby("task", sort=True):
         line = {"task": task}
         for r in rows.itertuples():
-            line[r.det] = f"{r.mean:.3f}" if r.seeds < 2 else f"{r.mean:.3f} ± {r.std:.3f}"
+            line[r.det] = f"{r.mean:.3f} (1 seed)" if r.seeds < 2 else f"{r.mean:.3f} ± {r.std:.3f}"
         lines.append(line)
     return ("Test accuracy in the original space (mean ± std over seeds):\n\n"
             + pd.DataFrame(lines).fillna("").to_markdown(index=False))

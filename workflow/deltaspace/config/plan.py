@@ -233,7 +233,7 @@ def report_files(cfg: dict) -> dict[str, list[str]]:
              "reconstruction", "overlap")
     learned = "learned" in cfg["subspace"]["methods"]
     names += (("paper",) if cfg["report"]["paper"] else ()) + (("learned",) if learned else ())
-    plots = ["pooled", "relative", "dims", "curves"] + (["learned"] if learned else [])
+    plots = ["pooled", "transfer", "relative", "dims", "curves"] + (["learned"] if learned else [])
     return {
         "tables": [f"results/report/{name}.{ext}" for name in names for ext in ("parquet", "md")],
         "plots": [f"results/report/{name}.png" for name in plots],

@@ -3,7 +3,7 @@ Markdown), the plots, and the index pages (index.md, index.html)."""
 from __future__ import annotations
 
 import json
-import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +13,9 @@ from ..io import PROVENANCE, atomic_path, load_table, provenance, save_table
 from ..leakage import overlap_view
 from ..names import SpaceName
 from ..paper import SETTINGS
-from ..plots import plot_curves, plot_dims, plot_learned, plot_pooled, plot_relative
-from ..pooled import pooled_answer, pooled_markdown, pooled_table, transfer_pooled
+from ..page import Figure, Section, page_html, page_markdown, relative
+from ..plots import plot_curves, plot_dims, plot_learned, plot_pooled, plot_relative, plot_transfer
+from ..pooled import pooled_answer, pooled_markdown, pooled_table, shown_space, transfer_pooled
 from ..tables import (
     landscape_table,
     learned_markdown,
@@ -103,15 +104,18 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     plot_relative(sub, out / "relative.png")
     plot_dims(gaps, out / "dims.png")
     plot_pooled(pooled, out / "pooled.png")
-    plot_curves(few_curves(_concat(histories)), out / "curves.png")
-    plots = ["pooled.png", "relative.png", "dims.png", "curves.png"]
+    plot_transfer(pooled_transfer, out / "transfer.png")
+    validation = original_frame[(original_frame.split == "validation") & (original_frame.metric == "accuracy")] \
+        if len(original_frame) else pd.DataFrame(columns=["det", "task", "value"])
+    plot_curves(few_curves(_concat(histories)), out / "curves.png",
+                references=validation.groupby(["det", "task"]).value.mean().to_dict())
     if history is not None:
         plot_learned(history, out / "learned.png")
-        plots.append("learned.png")
     # many unseen tasks: the pooled statement per DET; one: a sentence per DET and task
     sentences = pooled_answer(pooled, pooled_transfer) if len(headline) and headline.task.nunique() > 1 \
         else answer(headline)
-    _index(out, sections, sentences, plots, [Path(p).with_suffix(".png") for p in landscape], threshold, paper)
+    figures = _figures(out, gaps, pooled, pooled_transfer, landscape, history is not None, threshold)
+    _index(out, sections, sentences, figures, headline, held_out, paper)
 
 
 CURVE_PANELS = 16  # a run with more searches shows those of its largest dimension, up to this many
@@ -145,38 +149,92 @@ def overlap_markdown(table: pd.DataFrame, folds: dict) -> str:
     return text
 
 
-def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], plots: list[str],
-           heatmaps: list[Path], threshold: float, paper: str | None) -> None:
-    """index.md (the answer, every section's Markdown and the plots) and index.html (the answer and every
-    section's table)."""
-    titles = {
-        "pooled": "Over the unseen tasks: the share of the gap closed, found against random, at each dimension",
-        "overlap": "The leakage audit: shared texts between tasks",
-        "headline": "Found subspace against the random one, on the unseen tasks",
-        "gaps": "The share of the gap closed, every subspace and baseline",
-        "original": "The DETs in their original space",
-        "subspace": "Optimisation in the subspace (the paper's relative performance)",
-        "norms": "How far the codes travel: norm of z at the start and at the end, beside the source codes'",
-        "merge": "The merge baseline: initial values + s x the mean source solution, s picked on validation",
-        "methods": "Decomposition methods compared on the same solutions",
-        "paper": f"Beside the paper ({' and '.join(SETTINGS[paper]['tables']) if paper else ''})",
-        "transfer": "Cross-DET transfer",
-        "landscape": f"Landscape: share of the grid where every DET closes {threshold:.0%} of its gap (zero-shot to "
-                     "original)",
-        "learned": "Method learned: its losses and how far it moved from its start",
-        "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the "
-                          "deviation from the offset)",
-    }
-    md = ["# deltaspace report", "", "## The answer", "", *[f"- {s}" for s in sentences], ""]
+TITLES = {
+    "pooled": "Over the unseen tasks: the share of the gap closed, found against random, at each dimension",
+    "overlap": "The leakage audit: shared texts between tasks",
+    "headline": "Found subspace against the random one, on the unseen tasks",
+    "gaps": "The share of the gap closed, every subspace and baseline",
+    "original": "The DETs in their original space",
+    "subspace": "Optimisation in the subspace (the paper's relative performance)",
+    "norms": "How far the codes travel: norm of z at the start and at the end, beside the source codes'",
+    "merge": "The merge baseline: initial values + s x the mean source solution, s picked on validation",
+    "methods": "Decomposition methods compared on the same solutions",
+    "paper": "Beside the paper",
+    "transfer": "Cross-DET transfer, per task",
+    "landscape": "Landscape: share of the grid where every DET closes its share of the gap",
+    "learned": "Method learned: its losses and how far it moved from its start",
+    "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the deviation from "
+                      "the offset)",
+}
+
+
+def _figures(out: Path, gaps: pd.DataFrame, pooled: pd.DataFrame, transfer: pd.DataFrame, landscape: list,
+             learned: bool, threshold: float) -> list[Figure]:
+    """The plots the page shows, each with what it draws; a plot without data is left off the page."""
+    unseen = len(gaps) and (~gaps.seen).any()
+    shown = [
+        (len(pooled) and (pooled.tasks > 0).any(), "pooled.png", "The share of the gap closed on the unseen tasks, g = (accuracy - zero-shot) / "
+         "(original - zero-shot), against the subspace dimension, per DET: the found subspace (solid) against a random "
+         "one of the same size (dashed), with 95% intervals over tasks and test examples; g = 0 is zero-shot, g = 1 "
+         "the DET trained in its original space."),
+        (unseen, "dims.png", "Test accuracy on the unseen tasks against the subspace dimension, per DET: found "
+         "(solid) and random (dashed) with 95% intervals; the original-space run, the merge of the source solutions "
+         "and zero-shot as horizontal lines."),
+        (len(transfer), "transfer.png", f"Cross-DET transfer in {shown_space(transfer) if len(transfer) else ''}: "
+         "the mean g of a source DET's code decoded with the target DET's projection (rows: source, columns: target; "
+         "the diagonal is the target's own code), beside each target's own code in the random subspace of the same "
+         "size."),
+        *[(True, relative(Path(p).with_suffix(".png"), out),
+           f"Landscape of {Path(p).parent.name} on {Path(p).stem}: test accuracy of every DET on the plane through "
+           f"the DETs' codes (circles); white line: where the DET closes {threshold:.0%} of its gap between zero-shot "
+           "and its original-space run.") for p in landscape],
+        (True, "curves.png", "Each search for a code: validation accuracy (top) and training loss (below) against "
+         "the step, one line per DET; dotted: the DET's validation accuracy trained in its original space."),
+        (True, "relative.png", "Relative performance per task and DET: test accuracy in the subspace over the same "
+         "DET's original-space accuracy; lines at 100% and 80%."),
+        (learned, "learned.png", "Method learned: the task loss, the reconstruction distance and how far the "
+         "projections moved from their start, against the step."),
+    ]
+    return [Figure(path, caption) for keep, path, caption in shown if keep]
+
+
+def _lead(headline: pd.DataFrame, held_out: list[str]) -> str:
+    """What the run asked, in one sentence."""
+    if headline.empty:
+        return "No task was optimised in a found subspace."
+    dets = ", ".join(sorted(headline.det.unique()))
+    spaces = ", ".join(sorted(headline.space.unique(), key=lambda s: (SpaceName.parse(s).family, SpaceName.parse(s).dim)))
+    if not held_out:
+        return (f"No task is held out: the found subspaces ({spaces}) are searched on tasks they were built from, "
+                f"beside random subspaces of the same size; DETs: {dets}.")
+    tasks = sorted(headline.task.unique())
+    return (f"The question: on {len(tasks)} task{'s' if len(tasks) > 1 else ''} it never saw "
+            f"({', '.join(tasks)}), does a subspace found from other tasks' solutions let a few numbers recover each "
+            f"DET's performance better than a random subspace of the same size? DETs: {dets}; found subspaces: "
+            f"{spaces}, each beside its random control.")
+
+
+def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], figures: list[Figure],
+           headline: pd.DataFrame, held_out: list[str], paper: str | None) -> None:
+    """index.md and index.html: the answer and the headline table (the largest svd subspace's, every one folded
+    below when there are more), the pooled table with many unseen tasks, the plots, every other table folded,
+    the provenance."""
+    shown = shown_space(headline) if len(headline) else None
+    top = headline[headline.space == shown] if shown else headline
+    title = TITLES["headline"] + (f" ({shown})" if shown and headline.space.nunique() > 1 else "")
+    first = Section(title, headline_markdown(top))
+    rest = []
     for name, (_, text) in sections.items():
-        md += [f"## {titles[name]}", "", text, ""]
-    md += ["## Plots", ""] + [f"![{p}]({p})\n" for p in plots]
-    md += [f"![landscape {p.parent.name} {p.stem}]({os.path.relpath(p, out)})" for p in heatmaps]
-    _write(out / "index.md", "\n".join(md) + "\n")
-    html = ["<h1>deltaspace report</h1>", "<h2>The answer</h2>", "<ul>"]
-    html += [f"<li>{s.replace('**', '')}</li>" for s in sentences] + ["</ul>"]
-    for name, (frame, _) in sections.items():
-        html += [f"<h2>{titles[name]}</h2>", frame.to_html(index=False, float_format=lambda v: f"{v:.3f}",
-                                                          na_rep="-")]
-    html += [f'<img src="{p}" alt="{p}">' for p in plots]
-    _write(out / "index.html", "\n".join(html) + "\n")
+        if name == "headline" and headline.space.nunique() <= 1:
+            continue
+        heading = TITLES[name] + (f" ({' and '.join(SETTINGS[paper]['tables'])})" if name == "paper" and paper else "")
+        if name == "headline":
+            heading += ", every subspace"
+        rest.append(Section(heading, text, folded=not (name == "pooled" and headline.task.nunique() > 1)))
+    stamp = provenance()
+    footer = (f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by the report stage (code digest "
+              f"{stamp.get('code') or '-'}) with " + ", ".join(f"{k} {v}" for k, v in sorted(stamp["versions"].items()))
+              + ". Every table is also in this folder as Parquet and Markdown (`<name>.parquet`, `<name>.md`).")
+    parts = ("deltaspace report", _lead(headline, held_out), sentences, first)
+    _write(out / "index.md", page_markdown(*parts, figures, rest, footer))
+    _write(out / "index.html", page_html(*parts, figures, rest, footer, out))
