@@ -39,7 +39,7 @@ def screenshot(page: Path, out: Path, height: int = FIRST_SCREEN, width: int = W
         cmd = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
                "--force-device-scale-factor=1", f"--user-data-dir={profile}", "--proxy-server=127.0.0.1:9",
                f"--window-size={width},{height}", f"--screenshot={out.resolve()}", page.as_uri()]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0 or not out.is_file():
         raise SystemExit(f"Chromium failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return out

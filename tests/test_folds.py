@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_gaps import N, correct_at, predictions
 
-from deltaspace.config import ConfigError, load_config, validate_config
-from deltaspace.config import plan
+from deltaspace.config import ConfigError, load_config, plan, validate_config
 from deltaspace.gaps import gap_table, task_runs
 from deltaspace.leakage import LeakageError, fingerprints, leaks, normalise, overlap_matrix
 from deltaspace.names import SpaceName
 from deltaspace.pooled import half_gap_dim, pooled_answer, pooled_table
 from deltaspace.stages.audit import audit
-from test_gaps import N, correct_at, predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "tasks"

@@ -220,7 +220,7 @@ def test_the_report_page_opens_with_the_answer_and_carries_its_plots(tiny_run):
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [link for link in page.links if link and not link.startswith("#")]  # nothing fetched from elsewhere
     cells = [cell for table in page.tables for row in table for cell in row]
-    assert len(page.tables) >= 8 and not [c for c in cells if re.search(r"\bnan\b", c, re.I)]
+    assert len(page.tables) >= 8 and not [c for c in cells if re.search(r"\bnan\b", c, re.IGNORECASE)]
     assert "The DETs in their original space" in page.headings  # a folded section's heading
     assert "(1 seed)" in (report / "original.md").read_text()  # one seed: said, not a NaN spread
     index = (report / "index.md").read_text()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+
 class LeakageError(ValueError):
     """An unseen task's texts reach a source task of its subspace."""
 

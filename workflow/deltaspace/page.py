@@ -95,7 +95,7 @@ def page_html(title: str, lead: str, answer: list[str], headline: Section, figur
 
 def _inline(rendered: str) -> str:
     """A one-paragraph rendering without its <p> wrapper (inside <li> or an existing <p>)."""
-    return re.sub(r"^<p>(.*)</p>\s*$", r"\1", rendered.strip(), flags=re.S)
+    return re.sub(r"^<p>(.*)</p>\s*$", r"\1", rendered.strip(), flags=re.DOTALL)
 
 
 def _data_uri(path: Path) -> str:

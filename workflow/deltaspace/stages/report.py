@@ -12,8 +12,8 @@ from ..gaps import answer, gap_table, gaps_markdown, headline_markdown, headline
 from ..io import PROVENANCE, atomic_path, load_table, provenance, save_table
 from ..leakage import overlap_view
 from ..names import SpaceName
-from ..paper import SETTINGS
 from ..page import Figure, Section, page_html, page_markdown, relative
+from ..paper import SETTINGS
 from ..plots import plot_curves, plot_dims, plot_learned, plot_pooled, plot_relative, plot_transfer
 from ..pooled import pooled_answer, pooled_markdown, pooled_table, shown_space, transfer_pooled
 from ..tables import (
@@ -168,34 +168,45 @@ TITLES = {
 }
 
 
+CAPTIONS = {  # what each plot draws, under it on the page, in the order the page shows them
+    "pooled.png": ("The share of the gap closed on the unseen tasks, g = (accuracy - zero-shot) / (original - "
+                   "zero-shot), against the subspace dimension, per DET: the found subspace (solid) against a random "
+                   "one of the same size (dashed), with 95% intervals over tasks and test examples; g = 0 is "
+                   "zero-shot, g = 1 the DET trained in its original space."),
+    "dims.png": ("Test accuracy on the unseen tasks against the subspace dimension, per DET: found (solid) and random "
+                 "(dashed) with 95% intervals; the original-space run, the merge of the source solutions and "
+                 "zero-shot as horizontal lines."),
+    "transfer.png": ("Cross-DET transfer in {space}: the mean g of a source DET's code decoded with the target DET's "
+                     "projection (rows: source, columns: target; the diagonal is the target's own code), above each "
+                     "target's own code in the random subspace of the same size."),
+    "landscape": ("Landscape of {space} on {task}: test accuracy of every DET on the plane through the DETs' codes "
+                  "(circles); white line: where the DET closes {threshold:.0%} of its gap between zero-shot and its "
+                  "original-space run."),
+    "curves.png": ("Each search for a code: validation accuracy (top) and training loss (below) against the step, one "
+                   "line per DET; dotted: the DET's validation accuracy trained in its original space."),
+    "relative.png": ("Relative performance per task and DET: test accuracy in the subspace over the same DET's "
+                     "original-space accuracy; lines at 100% and 80%."),
+    "learned.png": ("Method learned: the task loss, the reconstruction distance and how far the projections moved "
+                    "from their start, against the step."),
+}
+
+
 def _figures(out: Path, gaps: pd.DataFrame, pooled: pd.DataFrame, transfer: pd.DataFrame, landscape: list,
              learned: bool, threshold: float) -> list[Figure]:
     """The plots the page shows, each with what it draws; a plot without data is left off the page."""
-    unseen = len(gaps) and (~gaps.seen).any()
-    shown = [
-        (len(pooled) and (pooled.tasks > 0).any(), "pooled.png", "The share of the gap closed on the unseen tasks, g = (accuracy - zero-shot) / "
-         "(original - zero-shot), against the subspace dimension, per DET: the found subspace (solid) against a random "
-         "one of the same size (dashed), with 95% intervals over tasks and test examples; g = 0 is zero-shot, g = 1 "
-         "the DET trained in its original space."),
-        (unseen, "dims.png", "Test accuracy on the unseen tasks against the subspace dimension, per DET: found "
-         "(solid) and random (dashed) with 95% intervals; the original-space run, the merge of the source solutions "
-         "and zero-shot as horizontal lines."),
-        (len(transfer), "transfer.png", f"Cross-DET transfer in {shown_space(transfer) if len(transfer) else ''}: "
-         "the mean g of a source DET's code decoded with the target DET's projection (rows: source, columns: target; "
-         "the diagonal is the target's own code), beside each target's own code in the random subspace of the same "
-         "size."),
-        *[(True, relative(Path(p).with_suffix(".png"), out),
-           f"Landscape of {Path(p).parent.name} on {Path(p).stem}: test accuracy of every DET on the plane through "
-           f"the DETs' codes (circles); white line: where the DET closes {threshold:.0%} of its gap between zero-shot "
-           "and its original-space run.") for p in landscape],
-        (True, "curves.png", "Each search for a code: validation accuracy (top) and training loss (below) against "
-         "the step, one line per DET; dotted: the DET's validation accuracy trained in its original space."),
-        (True, "relative.png", "Relative performance per task and DET: test accuracy in the subspace over the same "
-         "DET's original-space accuracy; lines at 100% and 80%."),
-        (learned, "learned.png", "Method learned: the task loss, the reconstruction distance and how far the "
-         "projections moved from their start, against the step."),
-    ]
-    return [Figure(path, caption) for keep, path, caption in shown if keep]
+    unseen = bool(len(gaps)) and bool((~gaps.seen).any())
+    keep = {"pooled.png": bool(len(pooled)) and bool((pooled.tasks > 0).any()), "dims.png": unseen,
+            "transfer.png": bool(len(transfer)), "curves.png": True, "relative.png": True, "learned.png": learned}
+    figures = []
+    for name, caption in CAPTIONS.items():
+        if name == "landscape":
+            figures += [Figure(relative(Path(p).with_suffix(".png"), out),
+                               caption.format(space=Path(p).parent.name, task=Path(p).stem, threshold=threshold))
+                        for p in landscape]
+        elif keep[name]:
+            space = shown_space(transfer) if name == "transfer.png" else ""
+            figures.append(Figure(name, caption.format(space=space)))
+    return figures
 
 
 def _lead(headline: pd.DataFrame, held_out: list[str]) -> str:
