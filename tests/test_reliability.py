@@ -366,8 +366,8 @@ def test_same_config_and_seed_give_the_same_bytes(tiny_config, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
-STAGE_FOLDERS = {"train_det": "dets", "stack_deltas": "stacked", "decompose": "subspace", "decompose_learned": "subspace",
-                 "merge": "merge", "optimize_subspace": "optimized", "transfer": "transfer", "landscape": "landscape",
+STAGE_FOLDERS = {"train_det": "dets", "audit": "audit", "stack_deltas": "stacked", "decompose": "subspace",
+                 "decompose_learned": "subspace", "merge": "merge", "optimize_subspace": "optimized", "transfer": "transfer", "landscape": "landscape",
                  "report": "report"}
 
 

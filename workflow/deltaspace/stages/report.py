@@ -115,7 +115,7 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
     sentences = pooled_answer(pooled, pooled_transfer) if len(headline) and headline.task.nunique() > 1 \
         else answer(headline)
     figures = _figures(out, gaps, pooled, pooled_transfer, landscape, history is not None, threshold)
-    _index(out, sections, sentences, figures, headline, held_out, paper)
+    _index(out, sections, sentences, figures, headline, held_out, threshold, paper)
 
 
 CURVE_PANELS = 16  # a run with more searches shows those of its largest dimension, up to this many
@@ -161,7 +161,8 @@ TITLES = {
     "methods": "Decomposition methods compared on the same solutions",
     "paper": "Beside the paper",
     "transfer": "Cross-DET transfer, per task",
-    "landscape": "Landscape: share of the grid where every DET closes its share of the gap",
+    "landscape": "Landscape: share of the grid where every DET closes {threshold:.0%} of its gap (zero-shot to "
+                 "original)",
     "learned": "Method learned: its losses and how far it moved from its start",
     "reconstruction": "Reconstruction of the solutions (relative error; unexplained share of the deviation from "
                       "the offset)",
@@ -226,7 +227,7 @@ def _lead(headline: pd.DataFrame, held_out: list[str]) -> str:
 
 
 def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], figures: list[Figure],
-           headline: pd.DataFrame, held_out: list[str], paper: str | None) -> None:
+           headline: pd.DataFrame, held_out: list[str], threshold: float, paper: str | None) -> None:
     """index.md and index.html: the answer and the headline table (the largest svd subspace's, every one folded
     below when there are more), the pooled table with many unseen tasks, the plots, every other table folded,
     the provenance."""
@@ -238,7 +239,8 @@ def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: 
     for name, (_, text) in sections.items():
         if name == "headline" and headline.space.nunique() <= 1:
             continue
-        heading = TITLES[name] + (f" ({' and '.join(SETTINGS[paper]['tables'])})" if name == "paper" and paper else "")
+        heading = TITLES[name].format(threshold=threshold) \
+            + (f" ({' and '.join(SETTINGS[paper]['tables'])})" if name == "paper" and paper else "")
         if name == "headline":
             heading += ", every subspace"
         rest.append(Section(heading, text, folded=not (name == "pooled" and headline.task.nunique() > 1)))
