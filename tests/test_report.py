@@ -213,3 +213,32 @@ def test_learned_says_how_far_it_moved_from_its_start():
     text = learned_markdown(table)
     assert "learned-d4, prefix: in 100 steps the up-projection moved 0.80% of its norm" in text
     assert "task loss 0.900 -> 0.500" in text
+
+
+def _headline(tasks: tuple[str, ...]) -> pd.DataFrame:
+    row = dict(space="svd-d3", det="lora", seen=False, seeds=1, original=0.8, zero_shot=0.5, majority=0.5,
+               measurable=True, found=0.7, random=0.6, merge=0.6, difference=0.1, difference_low=0.02,
+               difference_high=0.18, **{f"{w}_g{s}": v for w, v in (("found", 0.67), ("random", 0.33), ("merge", 0.33))
+                                          for s in ("", "_low", "_high")})
+    return pd.DataFrame([{**row, "task": t} for t in tasks])
+
+
+@pytest.mark.parametrize("tasks", [("mr",), ("mr", "cr")])
+def test_the_page_leads_with_the_pooled_table_only_when_many_tasks_are_unseen(tasks, tmp_path):
+    from deltaspace.stages.report import TITLES, _index
+
+    headline = _headline(tasks)
+    sections = {"headline": (headline, "EVERY-SUBSPACE"), "pooled": (headline, "POOLED-TABLE"),
+                "original": (headline, "ORIGINAL-TABLE")}
+    _index(tmp_path, sections, ["an answer"], [], headline, list(tasks), 0.9, None)
+    page = (tmp_path / "index.md").read_text()
+    first_heading = page.split("## The answer", 1)[1].split("\n## ", 1)[1].splitlines()[0]
+    per_task = page.index("| lora ")  # the per-task headline table's first row
+    if len(tasks) > 1:
+        assert first_heading == TITLES["pooled"]
+        assert page.index("POOLED-TABLE") < per_task and page.count("POOLED-TABLE") == 1
+        assert page.rindex("<details>", 0, per_task) > page.index("POOLED-TABLE")  # the per-task table is folded
+    else:
+        assert first_heading == TITLES["headline"]
+        assert per_task < page.index("POOLED-TABLE") and "<details><summary>" + TITLES["pooled"] in page
+    assert "ORIGINAL-TABLE" in page and (tmp_path / "index.html").exists()

@@ -228,22 +228,25 @@ def _lead(headline: pd.DataFrame, held_out: list[str]) -> str:
 
 def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], figures: list[Figure],
            headline: pd.DataFrame, held_out: list[str], threshold: float, paper: str | None) -> None:
-    """index.md and index.html: the answer and the headline table (the largest svd subspace's, every one folded
-    below when there are more), the pooled table with many unseen tasks, the plots, every other table folded,
-    the provenance."""
+    """index.md and index.html: the answer, then the headline table (the largest svd subspace's, every one folded
+    below when there are more) or, with many unseen tasks, the pooled table and the per-task one folded; the
+    plots, every other table folded, the provenance."""
     shown = shown_space(headline) if len(headline) else None
     top = headline[headline.space == shown] if shown else headline
     title = TITLES["headline"] + (f" ({shown})" if shown and headline.space.nunique() > 1 else "")
     first = Section(title, headline_markdown(top))
-    rest = []
+    rest, many = [], not headline.empty and headline[~headline.seen].task.nunique() > 1
+    if many:
+        # Many unseen tasks: the pooled table answers the question; the per-task table follows, folded.
+        first, rest = Section(TITLES["pooled"], sections["pooled"][1]), [Section(title, first.text, folded=True)]
     for name, (_, text) in sections.items():
-        if name == "headline" and headline.space.nunique() <= 1:
+        if name == "headline" and headline.space.nunique() <= 1 or name == "pooled" and many:
             continue
         heading = TITLES[name].format(threshold=threshold) \
             + (f" ({' and '.join(SETTINGS[paper]['tables'])})" if name == "paper" and paper else "")
         if name == "headline":
             heading += ", every subspace"
-        rest.append(Section(heading, text, folded=not (name == "pooled" and headline.task.nunique() > 1)))
+        rest.append(Section(heading, text, folded=True))
     stamp = provenance()
     footer = (f"Written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by the report stage (code digest "
               f"{stamp.get('code') or '-'}) with " + ", ".join(f"{k} {v}" for k, v in sorted(stamp["versions"].items()))
