@@ -31,6 +31,7 @@ include: "workflow/rules/optimize_subspace.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/landscape.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"  # on request only: snakemake export_all (not part of `all`)
 
 
 rule all:

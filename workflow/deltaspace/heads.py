@@ -5,6 +5,12 @@ encoder: each label is scored by the cosine similarity of the pooled text embedd
          model, so the DET can move both.
 causal:  each label is scored by the log-probability of its first word token after the text and an
          answer prefix.
+seq2seq: each label is scored by the decoder's log-likelihood of the label's words given the encoded text:
+         the SUM of the log-probabilities of its tokens (its words, then the end-of-sequence token when the
+         tokenizer has one), so that a softmax over the labels is the model's own distribution restricted to
+         the label set (a mean would no longer be a probability of the label, and would favour labels whose
+         later tokens are easy to predict once the first is given). The encoder runs once per batch; the
+         decoder scores every label of every example in one batched pass.
 
 A method that prepends tokens inside the model (prompt tuning) makes the outputs longer than the input;
 the head then reads the last input-length positions.
@@ -17,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedTokenizerBase
+from transformers.modeling_outputs import BaseModelOutput
 
 from . import dets
 from .models import load_backbone
@@ -58,6 +65,8 @@ class Classifier(nn.Module):
             if None in ids or len(set(ids)) != len(ids):
                 raise HeadError(f"labels {self.labels}: their first word tokens are not distinct for this tokenizer")
             self.register_buffer("label_token", torch.tensor(ids), persistent=False)
+        elif kind == "seq2seq":
+            self._label_sequences()
         else:
             enc = self.collate([self.encode_one(name) for name in self.labels])
             self.register_buffer("label_ids", enc["input_ids"], persistent=False)
@@ -67,6 +76,28 @@ class Classifier(nn.Module):
         """A classifier for another task's labels on the same model (its DET tensors shared, not copied)."""
         return Classifier(self.model, self.tokenizer, self.kind, labels, max_length=self.max_length,
                           temperature=self.temperature, pooling=self.pooling, answer_prefix=self.answer_prefix)
+
+    def _label_sequences(self) -> None:
+        """seq2seq: each label's target tokens (right-padded, with a mask), and the decoder's inputs: the targets
+        shifted right behind the decoder's start token."""
+        end = [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
+        seqs = [self.tokenizer(name, add_special_tokens=False)["input_ids"] + end for name in self.labels]
+        if any(len(s) == len(end) for s in seqs) or len(set(map(tuple, seqs))) != len(seqs):
+            raise HeadError(f"labels {self.labels}: their token sequences are empty or not distinct for this tokenizer")
+        pad = self.tokenizer.pad_token_id
+        start = getattr(self.model.config, "decoder_start_token_id", None)
+        start = pad if start is None else start
+        width = max(len(s) for s in seqs)
+        targets = torch.full((len(seqs), width), pad, dtype=torch.long)
+        inputs = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width))
+        for i, s in enumerate(seqs):
+            targets[i, : len(s)] = torch.as_tensor(s)
+            inputs[i, : len(s)] = torch.as_tensor([start, *s[:-1]])
+            mask[i, : len(s)] = 1.0
+        self.register_buffer("label_targets", targets, persistent=False)
+        self.register_buffer("label_decoder_ids", inputs, persistent=False)
+        self.register_buffer("label_target_mask", mask, persistent=False)
 
     # -- tokenisation --------------------------------------------------------------------------
     def encode_one(self, text: str, pair: str | None = None) -> list[int]:
@@ -115,6 +146,24 @@ class Classifier(nn.Module):
         """Unit-length pooled embeddings of the label names (encoder), one row per label."""
         return F.normalize(self._pool(self.label_ids, self.label_mask).float(), dim=-1)
 
+    def _label_log_likelihoods(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """seq2seq: (batch, labels) sums of the label tokens' log-probabilities. The decoder needs no padding
+        mask: its attention is causal and padding comes after a label's tokens, whose scores are masked out."""
+        hidden = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        shift = hidden.shape[1] - input_ids.shape[1]  # soft tokens prepended inside the encoder (prompt tuning)
+        if shift:
+            attention_mask = torch.cat([attention_mask.new_ones(len(input_ids), shift), attention_mask], dim=1)
+        batch, n = len(input_ids), len(self.labels)
+        logits = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(n, dim=0)),
+            attention_mask=attention_mask.repeat_interleave(n, dim=0),
+            decoder_input_ids=self.label_decoder_ids.repeat(batch, 1),
+            use_cache=False,
+        ).logits.float()
+        targets = self.label_targets.repeat(batch, 1)
+        token = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        return (token * self.label_target_mask.repeat(batch, 1)).sum(-1).view(batch, n)
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, label_embeddings: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -129,6 +178,8 @@ class Classifier(nn.Module):
             last = shift + attention_mask.sum(1) - 1
             final = logits[torch.arange(len(last), device=last.device), last].float()
             return F.log_softmax(final, dim=-1)[:, self.label_token]
+        if self.kind == "seq2seq":
+            return self._label_log_likelihoods(input_ids, attention_mask)
         text = F.normalize(self._pool(input_ids, attention_mask).float(), dim=-1)
         label = self.label_embeddings() if label_embeddings is None else label_embeddings
         return text @ label.T / self.temperature

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
 
 from .gpus import claim
 
@@ -24,7 +31,7 @@ class BackboneError(ValueError):
 class Backbone:
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
-    kind: str  # "encoder" or "causal"
+    kind: str  # "encoder", "causal" or "seq2seq"
 
     @property
     def config(self):
@@ -67,7 +74,7 @@ def _why_not_loaded(exc: Exception) -> str:
 
 
 def _model_class(kind: str):
-    return AutoModelForCausalLM if kind == "causal" else AutoModel
+    return {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
 
 
 def load_backbone(cfg: dict) -> Backbone:
@@ -148,5 +155,6 @@ class Shape:
 def backbone_shape(config) -> Shape:
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    # T5 names the width of a head d_kv (it need not be hidden_size / heads)
+    head_dim = getattr(config, "head_dim", None) or getattr(config, "d_kv", None) or config.hidden_size // heads
     return Shape(config.model_type, config.num_hidden_layers, config.hidden_size, heads, kv_heads, head_dim)

@@ -241,6 +241,16 @@ def report_files(cfg: dict) -> dict[str, list[str]]:
     }
 
 
+def export_folders(cfg: dict) -> list[str]:
+    """What `snakemake export_all` writes: every trained solution (results/export/{det}/{task}/seed{seed}) and,
+    with a subspace, every optimised code decoded for its DET (results/export/{space}/{det}/{task}/seed{seed})."""
+    trained = [f"results/export/{det}/{task}/seed{seed}" for det in det_names(cfg) for task, seed in runs(cfg)]
+    if not cfg["subspace"]["enabled"]:
+        return trained
+    return trained + [f"results/export/{space}/{det}/{task}/seed{seed}"
+                      for space, task, seed in optimize_jobs(cfg) for det in det_names(cfg)]
+
+
 def final_targets(cfg: dict) -> list[str]:
     """What `rule all` asks for: the report, or only the stacks when subspace.enabled is false."""
     if not cfg["subspace"]["enabled"]:

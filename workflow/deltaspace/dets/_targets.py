@@ -16,6 +16,7 @@ LORA_TARGETS = {
     "mistral": ["q_proj", "v_proj"],
     "qwen2": ["q_proj", "v_proj"],
     "gpt2": ["c_attn"],
+    "t5": ["q", "v"],  # in encoder self-attention and in the decoder's self- and cross-attention
 }
 # Houlsby adapters: after the attention output projection and after the feed-forward block
 # (regular expressions searched in the module name).
@@ -25,6 +26,8 @@ ADAPTER_TARGETS = {
     "llama": [r"self_attn\.o_proj$", r"mlp\.down_proj$"],
     "mistral": [r"self_attn\.o_proj$", r"mlp\.down_proj$"],
     "qwen2": [r"self_attn\.o_proj$", r"mlp\.down_proj$"],
+    # encoder blocks: 2 adapters, decoder blocks: 3 (self-attention, cross-attention, feed-forward), as the paper
+    "t5": [r"SelfAttention\.o$", r"EncDecAttention\.o$", r"DenseReluDense\.wo$"],
 }
 
 

@@ -21,11 +21,21 @@ How the prefix reaches the attention:
   layer's keys/values, pads the mask so that every query sees every prefix position, and hands over to
   transformers' ``sdpa_attention_forward``.
 
+On a text-to-text backbone (kind seq2seq, T5) the prefix sits in front of the keys/values of every encoder
+self-attention, decoder self-attention and decoder cross-attention layer: 3 * L "slots" in the up projection
+(encoder layers, then decoder self, then decoder cross, each in layer order; a module's slot is kept in a
+plain attribute beside its link, since encoder and decoder modules share layer indices). T5 adds a relative
+position bias to the attention scores; a prefix position has no place in the text, so its bias is zero: the
+bias handed to the attention function gets zero columns in front, as the mask gets visible ones.
+
 The per-layer recomputation of ``tanh(down(E))`` costs num_tokens * H * hidden multiply-adds per layer, which
 is negligible, and keeps the mechanism stateless: no cache filled by a hook that could go stale when an inner
 module is called directly, during generation, or under activation checkpointing.
 """
 from __future__ import annotations
+
+import dataclasses
+import re
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +49,7 @@ from .base import DETError
 
 IMPL = "deltaspace_prefix"  # the attention implementation name, and the submodule's name on the model
 _LINK = "_deltaspace_prefix"  # attribute on each attention module pointing at its model's PrefixEncoder
+_SLOT = "_deltaspace_prefix_slot"  # seq2seq: the module's block of the up projection (else its layer_idx)
 
 
 class PrefixEncoder(nn.Module):
@@ -112,10 +123,13 @@ def prefix_attention(module, query, key, value, attention_mask, **kwargs):
         raise RuntimeError(
             f"prefix: layer {module.layer_idx} has {kv_heads} key/value heads, the prefix {prefix.kv_heads}"
         )
-    pk, pv = prefix.layer_kv(module.layer_idx)
+    pk, pv = prefix.layer_kv(module.__dict__.get(_SLOT, module.layer_idx))
     pk = pk.to(key.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
     pv = pv.to(value.dtype).unsqueeze(0).expand(batch, -1, -1, -1)
     mask = _pad_mask(attention_mask, prefix.num_tokens, query.shape[2], kv_len, causal, query.device)
+    bias = kwargs.get("position_bias")
+    if bias is not None:  # T5's relative position bias (1 or batch, heads, q, kv): zero for the prefix positions
+        kwargs["position_bias"] = torch.cat([bias.new_zeros(*bias.shape[:-1], prefix.num_tokens), bias], dim=-1)
     return sdpa_attention_forward(
         module, query, torch.cat([pk, key], dim=2), torch.cat([pv, value], dim=2), mask, is_causal=False, **kwargs
     )
@@ -132,10 +146,39 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
     ]
 
 
+def _seq2seq_slots(model: nn.Module) -> list[nn.Module]:
+    """The attention modules of an encoder-decoder in slot order: encoder self-attention, decoder
+    self-attention, decoder cross-attention, each by layer."""
+    config = model.config
+    groups: dict[tuple[str, bool], list[nn.Module]] = {("encoder", False): [], ("decoder", False): [],
+                                                       ("decoder", True): []}
+    for name, m in model.named_modules():
+        if not isinstance(getattr(m, "layer_idx", None), int):
+            continue
+        stack = "decoder" if re.search(r"(^|\.)decoder\.", name) else "encoder"
+        cross = bool(getattr(m, "is_cross_attention", False)) or bool(re.search(r"EncDec|encoder_attn|cross", name, re.IGNORECASE))
+        groups.setdefault((stack, cross), []).append(m)
+    sizes = {"encoder": config.num_layers, "decoder": config.num_decoder_layers}
+    for (stack, cross), found in groups.items():
+        if sorted(m.layer_idx for m in found) != list(range(sizes.get(stack, -1))):
+            raise DETError(
+                f"prefix: expected one {stack} {'cross' if cross else 'self'}-attention module per layer "
+                f"(0..{sizes.get(stack, 0) - 1}) on {type(model).__name__}, found {sorted(m.layer_idx for m in found)}"
+            )
+    return [m for key in groups for m in sorted(groups[key], key=lambda m: m.layer_idx)]
+
+
+def _seq2seq_shape(config) -> Shape:
+    """The backbone's shape with one "layer" per prefix slot (see _seq2seq_slots)."""
+    return dataclasses.replace(backbone_shape(config), layers=config.num_layers + 2 * config.num_decoder_layers)
+
+
 def attach(model: nn.Module, settings: dict, kind: str) -> nn.Module:
     """Add `model.deltaspace_prefix` (the only trainable tensors) and route attention through it; returns `model`."""
     if hasattr(model, IMPL):
         raise DETError("prefix: this model already has a prefix attached")
+    if kind == "seq2seq":
+        return _attach(model, settings, _seq2seq_shape(model.config), _seq2seq_slots(model), slotted=True)
     shape = backbone_shape(model.config)
     attention = _attention_modules(model)
     if sorted(m.layer_idx for m in attention) != list(range(shape.layers)):
@@ -143,6 +186,10 @@ def attach(model: nn.Module, settings: dict, kind: str) -> nn.Module:
             f"prefix: expected one self-attention module with layer_idx per layer (0..{shape.layers - 1}) "
             f"on {type(model).__name__}, found {sorted(m.layer_idx for m in attention)}"
         )
+    return _attach(model, settings, shape, attention, slotted=False)
+
+
+def _attach(model: nn.Module, settings: dict, shape: Shape, attention: list[nn.Module], slotted: bool) -> nn.Module:
     AttentionInterface.register(IMPL, prefix_attention)
     AttentionMaskInterface.register(IMPL, sdpa_mask)  # else the mask builders return None: padding ignored
 
@@ -152,8 +199,10 @@ def attach(model: nn.Module, settings: dict, kind: str) -> nn.Module:
     )
     param = next(model.parameters())
     model.add_module(IMPL, encoder.to(device=param.device, dtype=param.dtype if param.is_floating_point() else None))
-    for m in attention:
+    for slot, m in enumerate(attention):
         m.__dict__[_LINK] = encoder  # plain attribute: not a submodule, so not in parameters() or state_dict()
+        if slotted:
+            m.__dict__[_SLOT] = slot
     model.set_attn_implementation(IMPL)
     if model.config._attn_implementation != IMPL:
         raise DETError(f"prefix: {type(model).__name__} does not accept a custom attention implementation")
@@ -163,6 +212,6 @@ def attach(model: nn.Module, settings: dict, kind: str) -> nn.Module:
 def expected_count(shape: Shape | nn.Module, settings: dict, kind: str) -> int:
     """n * H + H * k + k * 2 * L * kv_width, for n = num_tokens and k = hidden. Accepts a Shape or a bare model."""
     if not isinstance(shape, Shape):
-        shape = backbone_shape(shape.config)
+        shape = _seq2seq_shape(shape.config) if kind == "seq2seq" else backbone_shape(shape.config)
     n, k = settings["num_tokens"], settings["hidden"]
     return n * shape.hidden + shape.hidden * k + k * 2 * shape.layers * shape.kv_width
