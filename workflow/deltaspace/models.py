@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from .gpus import claim
+from .splitzip import SPLIT_MODELS, SplitZipError, model_dir
 
 # Packages known to carry a model; the value is the model folder inside the installed distribution.
 # Any other distribution works too when it holds exactly one folder with a config.json.
@@ -39,6 +40,11 @@ class Backbone:
 
 
 def package_model_dir(dist_name: str) -> Path:
+    if dist_name in SPLIT_MODELS:  # a zip cut over several packages: unpacked once into a cache folder
+        try:
+            return model_dir(dist_name)
+        except SplitZipError as exc:
+            raise BackboneError(f"backbone.id: {dist_name!r}: {exc}") from exc
     try:
         dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError as exc:
@@ -77,6 +83,16 @@ def _model_class(kind: str):
     return {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM}.get(kind, AutoModel)
 
 
+def _from_pretrained(kind: str, where, **kwargs) -> nn.Module:
+    """With sdpa attention, which prefix tuning hooks into; eager where the architecture has no sdpa (MPNet)."""
+    try:
+        return _model_class(kind).from_pretrained(where, attn_implementation="sdpa", **kwargs)
+    except ValueError as exc:
+        if "scaled_dot_product_attention" not in str(exc):
+            raise
+    return _model_class(kind).from_pretrained(where, attn_implementation="eager", **kwargs)
+
+
 def load_backbone(cfg: dict) -> Backbone:
     """Build the backbone of a validated `backbone:` config slice, frozen and in eval mode."""
     kind = cfg.get("kind", "encoder")
@@ -96,12 +112,12 @@ def load_backbone(cfg: dict) -> Backbone:
         tokenizer = load_tokenizer(source, cfg["id"], cfg.get("revision"), remote)
         try:
             # Weights only ever come from safetensors files: a pickled checkpoint could run code on loading.
-            model = _model_class(kind).from_pretrained(
+            model = _from_pretrained(
+                kind,
                 where,
                 revision=cfg.get("revision"),
                 trust_remote_code=remote,
                 use_safetensors=True,
-                attn_implementation="sdpa",
                 dtype=torch.float32,
             )
         except (OSError, ValueError) as exc:

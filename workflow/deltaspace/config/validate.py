@@ -15,6 +15,7 @@ import yaml
 
 from ..dets import METHODS
 from ..paper import SINGLE_TASK_ROWS
+from ..splitzip import SPLIT_MODELS, install_problem
 from ..tasks import TaskError, fraction_problem
 from .errors import ConfigError, join
 from .plan import det_names, folds, landscape_tasks, optimize_tasks, task_names, task_seeds
@@ -262,7 +263,13 @@ def _missing_packages(backbone: Any) -> list[tuple[str, str]]:
     errors = []
     for path, entry in wanted:
         dist = entry.get("id")
-        if entry.get("source") == "package" and isinstance(dist, str) and not _installed(dist):
+        if entry.get("source") != "package" or not isinstance(dist, str):
+            continue
+        if dist in SPLIT_MODELS:
+            problem = install_problem(SPLIT_MODELS[dist])
+            if problem:
+                errors.append((f"{path}.id", f"{dist!r}: {problem}"))
+        elif not _installed(dist):
             errors.append((f"{path}.id", f"package {dist!r} is not installed (pip install {dist})"))
     return errors
 
