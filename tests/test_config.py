@@ -286,7 +286,7 @@ POSITIVE = [
     "dets.lora.lr", "dets.lora.r", "dets.lora.alpha",
     "dets.adapter.lr", "dets.adapter.bottleneck",
     "dets.prefix.lr", "dets.prefix.num_tokens", "dets.prefix.hidden",
-    "dets.prompt.lr", "dets.prompt.num_tokens", "dets.bitfit.lr",
+    "dets.prompt.lr", "dets.prompt.num_tokens", "dets.bitfit.lr", "dets.ia3.lr", "dets.apet.lr", "dets.apet.budget",
     "tasks[0].max_train", "tasks[1].max_test",
 ]
 NON_POSITIVE = st.integers(max_value=0) | st.floats(max_value=0.0, allow_nan=False)

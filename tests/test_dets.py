@@ -1,18 +1,35 @@
 """Each DET: its tensors flatten and come back exactly, only they train, their count follows the config."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from deltaspace import dets
+from deltaspace.config import load_config, validate_config
 from deltaspace.delta import Layout, LayoutError
 from deltaspace.heads import Classifier, build_classifier
 
-from conftest import llama_backbone
+from conftest import ROOT, TINY, llama_backbone
 
 METHODS = list(dets.METHODS)
 LABELS = ["negative", "positive"]
 TEXTS = ["a gripping, funny film", "dull and far too long", "not bad at all", "I want my money back"]
+
+
+@pytest.fixture(scope="module")
+def every_det_config() -> dict:
+    """configs/tiny.yaml with every method: those it leaves out (ia3, apet: the workflow tests' time) at their
+    defaults."""
+    cfg = load_config(TINY)
+    cfg["dets"] |= {method: {} for method in METHODS if method not in cfg["dets"]}
+    return validate_config(cfg, ROOT)
+
+
+@pytest.fixture
+def tiny(every_det_config) -> dict:  # in place of conftest's: here every method has its settings
+    return copy.deepcopy(every_det_config)
 
 
 def classifier_for(tiny: dict, method: str, kind: str = "encoder", seed: int = 0) -> Classifier:
@@ -73,9 +90,10 @@ def test_count_matches_config(tiny, kind, method):
     classifier, expected = build_classifier(backbone, settings, LABELS, 0)
     assert Layout.of_trainable(classifier).size == expected
     # and the count moves with the size setting, as the formula says
-    if method not in ("bitfit", "finetune"):
-        size_key = {"lora": "r", "adapter": "bottleneck", "prefix": "hidden", "prompt": "num_tokens"}[method]
-        bigger = dict(settings, **{size_key: settings[size_key] + 1})
+    if method not in ("bitfit", "finetune", "ia3"):
+        size_key = {"lora": "r", "adapter": "bottleneck", "prefix": "hidden", "prompt": "num_tokens",
+                    "apet": "budget"}[method]
+        bigger = dict(settings, **{size_key: (settings[size_key] or expected) + 1})  # apet's null: LoRA's count
         assert Layout.of_trainable(build_classifier(backbone, bigger, LABELS, 0)[0]).size > expected
 
 
@@ -87,6 +105,8 @@ def test_known_counts(tiny):
         "adapter": layers * 2 * 2 * h * 2,  # two adapters per layer, down and up, bottleneck 2
         "prefix": 4 * h + h * 4 + 4 * 2 * layers * h,  # embedding, down, up (n=4, hidden=4)
         "prompt": 4 * h,
+        "ia3": layers * (h + h + 64),  # key and value outputs, the feed-forward output projection's input (64)
+        "apet": layers * 2 * 2 * (h + h),  # budget null: as many entries as the config's lora DET
     }
     for method, count in want.items():
         assert Layout.of_trainable(classifier_for(tiny, method)).size == count, method
@@ -114,7 +134,7 @@ def test_seed_fixes_the_init(tiny, method):
     first = {n: p.detach() for n, p in classifier_for(tiny, method, seed=3).named_parameters() if p.requires_grad}
     second = {n: p.detach() for n, p in classifier_for(tiny, method, seed=3).named_parameters() if p.requires_grad}
     assert torch.equal(a.flatten(first), a.flatten(second))
-    if method not in ("bitfit", "finetune"):  # they start at the backbone's own weights
+    if method not in ("bitfit", "finetune", "ia3", "apet"):  # they start at the backbone (IA3 at one, APET at 0)
         other = {n: p.detach() for n, p in classifier_for(tiny, method, seed=4).named_parameters() if p.requires_grad}
         assert not torch.equal(a.flatten(first), a.flatten(other))
 

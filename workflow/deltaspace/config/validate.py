@@ -17,6 +17,7 @@ from ..dets import METHODS
 from ..paper import SINGLE_TASK_ROWS
 from ..splitzip import SPLIT_MODELS, install_problem
 from ..tasks import TaskError, fraction_problem
+from .budget import resolve_budgets
 from .errors import ConfigError, join
 from .plan import det_names, folds, landscape_tasks, optimize_tasks, task_names, task_seeds
 from .schema import fill_defaults, load_schema, read_text_values, schema_errors
@@ -69,7 +70,7 @@ def validate_config(cfg: dict, base_dir) -> dict:
     errors += _fraction_sum(filled.get("data"))
     errors += _missing_packages(filled.get("backbone"))
     if not errors:
-        errors += _subspace_errors(filled) + _report_errors(filled)
+        errors += _subspace_errors(filled) + _report_errors(filled) + resolve_budgets(filled["dets"])
     if errors:
         raise ConfigError.from_errors(errors)
     # Reading the task data is the slow part, so it only runs on a config whose shape is right.

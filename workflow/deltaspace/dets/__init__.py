@@ -25,7 +25,7 @@ from .base import DETError
 if TYPE_CHECKING:
     from torch import nn
 
-METHODS: tuple[str, ...] = ("lora", "adapter", "prefix", "prompt", "bitfit", "finetune")
+METHODS: tuple[str, ...] = ("lora", "adapter", "prefix", "prompt", "bitfit", "finetune", "ia3", "apet")
 
 __all__ = ["METHODS", "DETError", "attach", "expected_count", "method"]
 

@@ -29,6 +29,40 @@ ADAPTER_TARGETS = {
     # encoder blocks: 2 adapters, decoder blocks: 3 (self-attention, cross-attention, feed-forward), as the paper
     "t5": [r"SelfAttention\.o$", r"EncDecAttention\.o$", r"DenseReluDense\.wo$"],
 }
+# IA3: rescaled keys and values, and the feed-forward block's inner activation (the input of its output
+# projection: the "feed-forward modules", scaled on their input). Regular expressions, as for adapters.
+# GPT-2 keeps query, key and value in one c_attn: its queries are rescaled too.
+IA3_TARGETS = {
+    "bert": [r"attention\.self\.(key|value)$", r"layer\.\d+\.output\.dense$"],
+    "roberta": [r"attention\.self\.(key|value)$", r"layer\.\d+\.output\.dense$"],
+    "llama": [r"self_attn\.(k|v)_proj$", r"mlp\.down_proj$"],
+    "mistral": [r"self_attn\.(k|v)_proj$", r"mlp\.down_proj$"],
+    "qwen2": [r"self_attn\.(k|v)_proj$", r"mlp\.down_proj$"],
+    "gpt2": [r"attn\.c_attn$", r"mlp\.c_proj$"],
+    "t5": [r"(SelfAttention|EncDecAttention)\.(k|v)$", r"DenseReluDense\.wo$"],
+}
+IA3_FEEDFORWARD = {
+    "bert": [r"layer\.\d+\.output\.dense$"],
+    "roberta": [r"layer\.\d+\.output\.dense$"],
+    "llama": [r"mlp\.down_proj$"],
+    "mistral": [r"mlp\.down_proj$"],
+    "qwen2": [r"mlp\.down_proj$"],
+    "gpt2": [r"mlp\.c_proj$"],
+    "t5": [r"DenseReluDense\.wo$"],
+}
+# APET: the weight matrices its entries are drawn from: every projection of attention and feed-forward blocks
+# (no embeddings, norms, biases or output head).
+APET_TARGETS = {
+    "bert": [r"attention\.self\.(query|key|value)$", r"attention\.output\.dense$", r"intermediate\.dense$",
+             r"layer\.\d+\.output\.dense$"],
+    "roberta": [r"attention\.self\.(query|key|value)$", r"attention\.output\.dense$", r"intermediate\.dense$",
+                r"layer\.\d+\.output\.dense$"],
+    "llama": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
+    "mistral": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
+    "qwen2": [r"self_attn\.(q|k|v|o)_proj$", r"mlp\.(gate|up|down)_proj$"],
+    "gpt2": [r"attn\.c_(attn|proj)$", r"mlp\.c_(fc|proj)$"],
+    "t5": [r"(SelfAttention|EncDecAttention)\.(q|k|v|o)$", r"DenseReluDense\.(wi|wi_0|wi_1|wo)$"],
+}
 
 
 def targets(settings: dict, defaults: dict[str, list[str]], model_type: str) -> list[str]:
