@@ -8,6 +8,7 @@ import yaml
 from transformers import T5Config, T5ForConditionalGeneration
 
 from deltaspace.config import load_config, validate_config
+from deltaspace.decoded import Decoded
 from deltaspace.delta import Layout
 from deltaspace.dets import prefix
 from deltaspace.heads import Classifier, build_classifier
@@ -126,6 +127,26 @@ def test_bitfit_adds_zero_biases_not_to_the_output_head(config):
     assert any(".EncDecAttention." in n for n in biases) and not any("lm_head" in n for n in biases)
 
 
+@pytest.mark.parametrize("method", ["prefix", "prompt"])
+def test_decoded_codes_score_as_their_tensors(config, method):
+    """The subspace stages' path: a code decoded into the DET's tensors through functional_call, and many codes
+    at once through vmap (Decoded.logits_at, the landscape's batched sweep on a GPU), give the logits of the
+    classifier holding those tensors."""
+    classifier = classifier_for(config, method)[0].eval()
+    layout = Layout.of_trainable(classifier)
+    init = layout.flatten({n: p for n, p in classifier.named_parameters() if p.requires_grad})
+    projection = torch.randn(layout.size, 2, generator=torch.Generator().manual_seed(0)) * 0.1
+    decoded = Decoded(classifier, layout, projection, torch.zeros(layout.size), init)
+    codes = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    enc = batch(classifier)
+    with torch.no_grad():
+        together = decoded.logits_at(codes, **enc)
+        for z, got in zip(codes, together):
+            decoded.set_code(z)
+            torch.testing.assert_close(got, decoded(**enc), atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(together[0], together[1])
+
+
 def tiny_t5() -> T5ForConditionalGeneration:
     config = T5Config(vocab_size=50, d_model=32, num_layers=2, num_heads=4, d_kv=8, d_ff=64,
                       feed_forward_proj="gated-gelu", decoder_start_token_id=0, pad_token_id=0)
@@ -167,8 +188,9 @@ def test_prefix_positions_get_zero_position_bias(causal):
 
 
 def test_tiny_seq2seq_workflow_through_the_report(tmp_path):
-    """configs/tiny_seq2seq.yaml cut down to 18 jobs (LoRA and prefix; sst2 and cr build the subspace, mr is
-    optimised in it; no random-subspace control) through every stage to the report."""
+    """configs/tiny_seq2seq.yaml cut down to 18 jobs (LoRA and prefix; sst2 and cr build a 2-dimensional
+    subspace, the least a landscape plane needs; mr is optimised in it; no random-subspace control) through
+    every stage to the report."""
     cfg = yaml.safe_load(SEQ2SEQ.read_text())
     cfg["tasks"] = [t for t in cfg["tasks"] if t["name"] != "rte"]
     cfg["dets"] = {name: cfg["dets"][name] for name in ("lora", "prefix")}

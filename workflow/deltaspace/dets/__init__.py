@@ -9,7 +9,7 @@ Each method is one small module with two functions:
     expected_count(model, settings, kind) -> int
         The number of trainable entries the settings give on this (still bare) backbone.
 
-`settings` is the DET's validated config entry; `kind` is "encoder" or "causal".
+`settings` is the DET's validated config entry; `kind` is "encoder", "causal" or "seq2seq".
 
 METHODS is the registry: the one list of method names (the config schema's enum is tested against it).
 This module imports no torch at the top, so that the config validator can read the registry cheaply.
