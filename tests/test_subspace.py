@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from deltaspace import subspace as subspace_module
 from deltaspace.decoded import Decoded, predict_codes
 from deltaspace.delta import Layout
-from deltaspace.dets import METHODS
 from deltaspace.heads import build_classifier
 from deltaspace.subspace import SubspaceError, decompose
 from deltaspace.train import Split, predict
 
-from conftest import llama_backbone
+from conftest import TINY, llama_backbone
 
 SIZES = {"lora": 600, "adapter": 450, "prefix": 80}
 
@@ -205,7 +205,7 @@ def batch(model):
     return enc["input_ids"], enc["attention_mask"]
 
 
-DETS = list(METHODS)  # configs/tiny.yaml names each DET after its method
+DETS = list(yaml.safe_load(TINY.read_text())["dets"])  # configs/tiny.yaml's DETs (ia3, apet: tests/test_ia3_apet.py)
 
 
 @pytest.mark.parametrize("det", DETS)
