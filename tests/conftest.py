@@ -51,11 +51,16 @@ def tiny_with(folder: Path, name: str, change) -> Path:
     return path
 
 
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    """The command line of the workflow on `configfile` in `workdir`, as a user types it (later args win)."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+            "--configfile", str(configfile), "--cores", "2", *args]
+
+
 def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
     """The workflow on `configfile` in `workdir` (a subprocess, as a user runs it)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(snakemake_command(workdir, configfile, *args), capture_output=True, text=True, timeout=900,
+                          check=False)
 
 
 @pytest.fixture(scope="session")

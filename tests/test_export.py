@@ -30,10 +30,7 @@ from deltaspace.stages.in_subspace import decoded_model, load_code
 from deltaspace.stages.train_det import train_det
 from deltaspace.tasks import load_task
 
-from conftest import ROOT, TINY
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(TINY),
-             "--cores", "1"]
+from conftest import ROOT, TINY, snakemake_command
 
 TRAINED_TASK, CODE_TASK, SPACE = "rte", "mr", "svd-d3"  # rte: sentence pairs; mr: unseen by the subspace
 DECODED = ("lora", "prefix")
@@ -118,7 +115,7 @@ def exported(tiny_run, tiny_config, tmp_path_factory):
     # the rule's two jobs run beside the library's exports below; the copy's solutions are taken as they are
     said = work.parent / "snakemake.txt"
     with open(said, "w") as out:
-        rule = subprocess.Popen([*SNAKEMAKE, "--directory", str(work), *targets, "--allowed-rules", "export_optimized"],
+        rule = subprocess.Popen(snakemake_command(work, TINY, *targets, "--allowed-rules", "export_optimized", "--cores", "1"),
                                 stdout=out, stderr=subprocess.STDOUT)
     cases = {}
     texts, pairs = _test_split(tiny_config, TRAINED_TASK)

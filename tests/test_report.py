@@ -225,12 +225,12 @@ def _headline(tasks: tuple[str, ...]) -> pd.DataFrame:
 
 @pytest.mark.parametrize("tasks", [("mr",), ("mr", "cr")])
 def test_the_page_leads_with_the_pooled_table_only_when_many_tasks_are_unseen(tasks, tmp_path):
-    from deltaspace.stages.report import TITLES, _index
+    from deltaspace.stages.report import TITLES, _index, many_unseen
 
     headline = _headline(tasks)
     sections = {"headline": (headline, "EVERY-SUBSPACE"), "pooled": (headline, "POOLED-TABLE"),
                 "original": (headline, "ORIGINAL-TABLE")}
-    _index(tmp_path, sections, ["an answer"], [], headline, list(tasks), 0.9, None)
+    _index(tmp_path, sections, ["an answer"], [], headline, list(tasks), 0.9, None, many_unseen(headline))
     page = (tmp_path / "index.md").read_text()
     first_heading = page.split("## The answer", 1)[1].split("\n## ", 1)[1].splitlines()[0]
     per_task = page.index("| lora ")  # the per-task headline table's first row

@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -30,7 +26,7 @@ from torch import nn
 from . import dets
 from .delta import TRAINED, Layout
 from .heads import Classifier, build_classifier
-from .io import ArtifactError, load_tensors, provenance, save_tensors
+from .io import ArtifactError, atomic_folder, load_tensors, provenance, save_tensors
 from .models import Backbone, backbone_shape, load_backbone
 from .spacefile import SpaceFile
 
@@ -70,7 +66,7 @@ def export_solution(folder, *, backbone: dict, det: str, det_config: dict, label
         "layout": Layout.of({_backbone_name(n): t for n, t in tensors.items()}).to_json(),
         "origin": origin, "provenance": provenance(),
     }
-    with _atomic_folder(folder) as tmp:
+    with atomic_folder(folder) as tmp:
         if peft:
             _write_peft(tmp, classifier.model, backbone)
         else:
@@ -115,34 +111,6 @@ def _write_peft(folder: Path, model: nn.Module, backbone: dict) -> None:
     if backbone["source"] != "random":
         model.peft_config["default"].base_model_name_or_path = backbone["id"]
     model.save_pretrained(str(folder))
-
-
-@contextmanager
-def _atomic_folder(path) -> Iterator[Path]:
-    """A temporary folder beside `path`, put in its place only once the block succeeds: a killed job leaves the
-    previous folder or none, never a half-written one (a folder cannot replace another in one rename: the old
-    one is moved aside first)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        for file in tmp.iterdir():
-            with open(file, "rb") as fh:
-                os.fsync(fh.fileno())
-            file.chmod(0o644)
-        tmp.chmod(0o755)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _readme(recipe: dict) -> str:

@@ -32,15 +32,6 @@ ADAPTER_TARGETS = {
 # IA3: rescaled keys and values, and the feed-forward block's inner activation (the input of its output
 # projection: the "feed-forward modules", scaled on their input). Regular expressions, as for adapters.
 # GPT-2 keeps query, key and value in one c_attn: its queries are rescaled too.
-IA3_TARGETS = {
-    "bert": [r"attention\.self\.(key|value)$", r"layer\.\d+\.output\.dense$"],
-    "roberta": [r"attention\.self\.(key|value)$", r"layer\.\d+\.output\.dense$"],
-    "llama": [r"self_attn\.(k|v)_proj$", r"mlp\.down_proj$"],
-    "mistral": [r"self_attn\.(k|v)_proj$", r"mlp\.down_proj$"],
-    "qwen2": [r"self_attn\.(k|v)_proj$", r"mlp\.down_proj$"],
-    "gpt2": [r"attn\.c_attn$", r"mlp\.c_proj$"],
-    "t5": [r"(SelfAttention|EncDecAttention)\.(k|v)$", r"DenseReluDense\.wo$"],
-}
 IA3_FEEDFORWARD = {
     "bert": [r"layer\.\d+\.output\.dense$"],
     "roberta": [r"layer\.\d+\.output\.dense$"],
@@ -50,6 +41,16 @@ IA3_FEEDFORWARD = {
     "gpt2": [r"mlp\.c_proj$"],
     "t5": [r"DenseReluDense\.wo$"],
 }
+_IA3_ATTENTION = {
+    "bert": [r"attention\.self\.(key|value)$"],
+    "roberta": [r"attention\.self\.(key|value)$"],
+    "llama": [r"self_attn\.(k|v)_proj$"],
+    "mistral": [r"self_attn\.(k|v)_proj$"],
+    "qwen2": [r"self_attn\.(k|v)_proj$"],
+    "gpt2": [r"attn\.c_attn$"],
+    "t5": [r"(SelfAttention|EncDecAttention)\.(k|v)$"],
+}
+IA3_TARGETS = {model_type: _IA3_ATTENTION[model_type] + IA3_FEEDFORWARD[model_type] for model_type in _IA3_ATTENTION}
 # APET: the weight matrices its entries are drawn from: every projection of attention and feed-forward blocks
 # (no embeddings, norms, biases or output head).
 APET_TARGETS = {

@@ -111,11 +111,11 @@ def build_report(*, original: list, optimized: list, transfer: list, landscape: 
                 references=validation.groupby(["det", "task"]).value.mean().to_dict())
     if history is not None:
         plot_learned(history, out / "learned.png")
-    # many unseen tasks: the pooled statement per DET; one: a sentence per DET and task
-    sentences = pooled_answer(pooled, pooled_transfer) if len(headline) and headline.task.nunique() > 1 \
-        else answer(headline)
+    # many unseen tasks: the pooled statement per DET and the pooled table first; else a sentence per DET and task
+    many = many_unseen(headline)
+    sentences = pooled_answer(pooled, pooled_transfer) if many else answer(headline)
     figures = _figures(out, gaps, pooled, pooled_transfer, landscape, history is not None, threshold)
-    _index(out, sections, sentences, figures, headline, held_out, threshold, paper)
+    _index(out, sections, sentences, figures, headline, held_out, threshold, paper, many)
 
 
 CURVE_PANELS = 16  # a run with more searches shows those of its largest dimension, up to this many
@@ -226,16 +226,21 @@ def _lead(headline: pd.DataFrame, held_out: list[str]) -> str:
             f"{spaces}, each beside its random control.")
 
 
+def many_unseen(headline: pd.DataFrame) -> bool:
+    """Whether the answer pools over several unseen tasks (the pooled statements and table lead the page)."""
+    return not headline.empty and headline[~headline.seen].task.nunique() > 1
+
+
 def _index(out: Path, sections: dict[str, tuple[pd.DataFrame, str]], sentences: list[str], figures: list[Figure],
-           headline: pd.DataFrame, held_out: list[str], threshold: float, paper: str | None) -> None:
+           headline: pd.DataFrame, held_out: list[str], threshold: float, paper: str | None, many: bool) -> None:
     """index.md and index.html: the answer, then the headline table (the largest svd subspace's, every one folded
-    below when there are more) or, with many unseen tasks, the pooled table and the per-task one folded; the
+    below when there are more) or, with `many` unseen tasks, the pooled table and the per-task one folded; the
     plots, every other table folded, the provenance."""
     shown = shown_space(headline) if len(headline) else None
     top = headline[headline.space == shown] if shown else headline
     title = TITLES["headline"] + (f" ({shown})" if shown and headline.space.nunique() > 1 else "")
     first = Section(title, headline_markdown(top))
-    rest, many = [], not headline.empty and headline[~headline.seen].task.nunique() > 1
+    rest = []
     if many:
         # Many unseen tasks: the pooled table answers the question; the per-task table follows, folded.
         first, rest = Section(TITLES["pooled"], sections["pooled"][1]), [Section(title, first.text, folded=True)]
